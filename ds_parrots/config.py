@@ -1,0 +1,247 @@
+"""Configuration dataclasses and named presets.
+
+Every field's docstring is its `--help` text. Values the paper does not publish are ours and are
+marked so; they stay fields with defaults, never constants buried in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; the CLI prints its message on one line and exits 2."""
+
+
+@dataclass
+class ModelConfig:
+    """Mistral-style decoder; the feed-forward is dense (num_experts=1) or a Mixtral-style MoE."""
+
+    vocab_size: int = 32000
+    """Vocabulary size. Synthetic tasks set it from their tokenizer; pre-training from the tokenizer file."""
+    d_model: int = 256
+    """Model width d (hidden size)."""
+    n_layers: int = 12
+    """Number of transformer blocks L (paper: 20 for pre-training; a review reports 12 for the synthetic tasks)."""
+    n_heads: int = 4
+    """Attention (query) heads; d_model must be divisible by it."""
+    n_kv_heads: Optional[int] = None
+    """Key/value heads for grouped-query attention; must divide n_heads. None: same as n_heads (no grouping)."""
+    ffn_dim: Optional[int] = None
+    """Intermediate size of the SwiGLU feed-forward (of each expert). None: d_model, as in the paper and OLMoE."""
+    num_experts: int = 1
+    """Experts per MoE layer E. 1 means a dense feed-forward (paper: E in 8, 16, 32, 64)."""
+    top_k: int = 2
+    """Experts each token is routed to (paper: 2)."""
+    max_seq_len: int = 2048
+    """Longest sequence the rotary tables cover. Synthetic tasks set it from their longest example."""
+    rope_theta: float = 10000.0
+    """Rotary position embedding base (ours: Mistral's 1e4 at this context length)."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+    tie_embeddings: bool = False
+    """Share the input embedding with the output head (default off, as in Mistral)."""
+    init_std: float = 0.02
+    """Standard deviation of the normal initialization of every weight matrix (ours)."""
+
+    def __post_init__(self) -> None:
+        if self.ffn_dim is None:
+            self.ffn_dim = self.d_model
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "num_experts",
+                     "top_k", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--model.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"--model.d-model={self.d_model} is not divisible by --model.n-heads={self.n_heads}; "
+                              "choose heads that divide the width")
+        if (self.d_model // self.n_heads) % 2:
+            raise ConfigError(f"head size {self.d_model // self.n_heads} (d-model / n-heads) must be even for rotary "
+                              "embeddings; change --model.n-heads")
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(f"--model.n-kv-heads={self.n_kv_heads} must divide --model.n-heads={self.n_heads}")
+        if self.is_moe and self.top_k > self.num_experts:
+            raise ConfigError(f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass
+class MoEConfig:
+    """How MoE layers run: DeepSpeed backend, expert parallelism, auxiliary losses."""
+
+    backend: Literal["autoep", "native"] = "autoep"
+    """autoep: DeepSpeed AutoEP (dropless token-choice top-k, grouped GEMM, expert parallelism, ZeRO 0-3).
+    native: deepspeed.moe.layer.MoE (GShard gate, capacity factor and token dropping, ZeRO 0-2)."""
+    ep_size: int = 1
+    """Expert-parallel size: each rank holds num_experts / ep_size experts. Must divide the world size."""
+    aux_loss_coef: float = 0.01
+    """Coefficient of the load-balancing loss E * sum_e f_e * p_e (ours: OLMoE's 0.01)."""
+    z_loss_coef: float = 0.001
+    """Coefficient of the router z-loss mean(logsumexp(logits)^2) (ours: OLMoE's 0.001)."""
+    capacity_factor: Optional[float] = None
+    """native only: expert capacity as a multiple of the even share of tokens; tokens over it are dropped.
+    None: dropless (the paper's setting)."""
+    eval_capacity_factor: Optional[float] = None
+    """native only: capacity factor in evaluation. None: same as capacity_factor."""
+    min_capacity: int = 4
+    """native only: lower bound of each expert's capacity when dropping."""
+
+    def __post_init__(self) -> None:
+        if self.ep_size < 1:
+            raise ConfigError(f"--moe.ep-size={self.ep_size} must be >= 1")
+        if self.aux_loss_coef < 0 or self.z_loss_coef < 0:
+            raise ConfigError("--moe.aux-loss-coef and --moe.z-loss-coef must be >= 0")
+        if self.capacity_factor is not None and self.capacity_factor <= 0:
+            raise ConfigError(f"--moe.capacity-factor={self.capacity_factor} must be > 0 (or omitted: dropless)")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then linear decay (the paper's schedule)."""
+
+    lr: float = 1e-3
+    """Peak learning rate (paper: 1e-3)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices; norms and biases are never decayed (paper: 0.1)."""
+    beta1: float = 0.9
+    """AdamW beta1 (ours)."""
+    beta2: float = 0.95
+    """AdamW beta2 (ours)."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    warmup_frac: float = 0.2
+    """Fraction of the steps spent in linear warmup from 0 (paper: the first 20%)."""
+    final_lr_frac: float = 0.0
+    """Learning rate at the last step as a fraction of the peak (linear decay; paper: linear decay, ours: to 0)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping (ours)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup_frac <= 1.0:
+            raise ConfigError(f"--optim.warmup-frac={self.warmup_frac} must be in [0, 1]")
+        if self.lr <= 0:
+            raise ConfigError(f"--optim.lr={self.lr} must be > 0")
+
+
+@dataclass
+class TrainConfig:
+    """The training run: batch, steps, precision, ZeRO, checkpoints, logging."""
+
+    steps: int = 1000
+    """Optimizer steps to train."""
+    global_batch: int = 64
+    """Sequences per optimizer step over all ranks; reached by gradient accumulation when micro_batch x
+    data-parallel ranks is smaller."""
+    micro_batch: int = 64
+    """Sequences per rank per forward/backward."""
+    zero_stage: Literal[0, 1, 2, 3] = 3
+    """ZeRO stage (3 shards parameters, gradients and optimizer state). The native MoE backend needs <= 2."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Training precision; auto: bf16 on GPUs, fp32 on CPU."""
+    ds_config: Optional[str] = None
+    """DeepSpeed JSON template to start from. None: ds_configs/zero{stage}.json shipped with the package.
+    Fields our flags set are overwritten; anything else in the file is kept."""
+    seed: int = 0
+    """Seed of model initialization and data order."""
+    out_dir: str = "runs"
+    """Parent directory of the run directories (checkpoints, TensorBoard logs)."""
+    run_name: Optional[str] = None
+    """Name of this run's directory under out_dir. None: derived from the task and model."""
+    resume: bool = False
+    """Resume from the latest checkpoint in the run directory (an error if there is none)."""
+    save_every: int = 0
+    """Save a checkpoint every N steps (and at the end). 0: only at the end."""
+    log_every: int = 10
+    """Log scalars to TensorBoard and the console every N steps."""
+    eval_every: int = 0
+    """Score the task by greedy generation every N steps (always at the end). 0: only at the end."""
+    eval_batch: int = 64
+    """Sequences per rank per generation batch during evaluation."""
+    max_eval: Optional[int] = None
+    """Score at most this many eval queries during training (None: all of them)."""
+    num_workers: int = 0
+    """DataLoader worker processes that build samples (0: in the training process)."""
+    progress: bool = True
+    """Show a progress bar on rank 0."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
+        if self.save_every < 0 or self.eval_every < 0:
+            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Named presets. A preset fills ModelConfig fields; flags given on the command line win.
+# ---------------------------------------------------------------------------------------------
+
+def _heads(d: int) -> int:
+    # ours: head size 64 up to d=1024, 128 above (as Mistral), which keeps SDPA efficient on GPUs.
+    return d // 64 if d <= 1024 else d // 128
+
+
+def _preset(d: int, experts: int, layers: int, vocab: Optional[int]) -> dict:
+    heads = _heads(d)
+    # Mistral-style grouped-query attention, 4 query heads per key/value head where heads allow it.
+    kv = max(1, heads // 4)
+    out = dict(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, ffn_dim=d, num_experts=experts, top_k=2)
+    if vocab is not None:
+        out["vocab_size"] = vocab
+    return out
+
+
+def _build_presets() -> dict[str, dict]:
+    presets: dict[str, dict] = {}
+    # The synthetic grid: widths 256/512/1024 x experts 1 (dense)/8/16/32/64, top-2, FFN = d.
+    for d in (256, 512, 1024):
+        for e in (1, 8, 16, 32, 64):
+            name = f"synthetic-d{d}-" + ("dense" if e == 1 else f"e{e}")
+            presets[name] = _preset(d, e, layers=12, vocab=None)
+    # The pre-training grid: L=20, 32k vocabulary; dense widths 256..4096, MoE widths 256..1024.
+    for d in (256, 512, 1024, 2048, 4096):
+        presets[f"paper-dense-d{d}"] = _preset(d, 1, layers=20, vocab=32000)
+    for d in (256, 512, 1024):
+        for e in (8, 16, 32, 64):
+            presets[f"paper-moe-d{d}-e{e}"] = _preset(d, e, layers=20, vocab=32000)
+    # Small models that train on a CPU in minutes (README quick start, tests).
+    presets["tiny-dense"] = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, num_experts=1)
+    presets["tiny-moe"] = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, num_experts=8,
+                               top_k=2)
+    return presets
+
+
+PRESETS: dict[str, dict] = _build_presets()
+
+
+def preset_model(name: str, base: Optional[ModelConfig] = None) -> ModelConfig:
+    """The ModelConfig of a named preset (on top of `base`, whose other fields are kept)."""
+    if name not in PRESETS:
+        close = [p for p in PRESETS if name.split("-")[0] in p][:6] or list(PRESETS)[:6]
+        raise ConfigError(f"unknown preset {name!r}; known presets include {', '.join(close)} "
+                          "(see `ds-parrots presets`)")
+    base = base or ModelConfig()
+    return dataclasses.replace(base, **PRESETS[name])
+
+
+@dataclass
+class RunConfig:
+    """Fields shared by every training subcommand."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: Optional[str] = None
+    """Named model preset (e.g. synthetic-d256-e8, paper-moe-d512-e64, tiny-moe); --model.* flags override it.
+    List them with `ds-parrots presets`."""

@@ -1,0 +1,199 @@
+"""DeepSpeed setup: the config built from a ds_configs/ template plus flags, validation before any
+process group exists, the optimizer and schedule, `deepspeed.initialize`, and one training step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig
+from ds_parrots.model.moe import RouterCapture
+
+
+def env_world_size() -> int:
+    """World size the launcher announced (deepspeed, torchrun and SLURM wrappers all set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_precision(train: TrainConfig) -> str:
+    if train.precision != "auto":
+        return train.precision
+    return "bf16" if torch.cuda.is_available() else "fp32"
+
+
+def gradient_accumulation(train: TrainConfig, world_size: int) -> int:
+    per_pass = train.micro_batch * world_size
+    if train.global_batch % per_pass:
+        raise ConfigError(f"--train.global-batch={train.global_batch} is not a multiple of --train.micro-batch="
+                          f"{train.micro_batch} x {world_size} ranks = {per_pass}; change one of them")
+    return train.global_batch // per_pass
+
+
+def validate(model: ModelConfig, moe: MoEConfig, train: TrainConfig, world_size: int) -> None:
+    """Every invalid combination fails here, before a process group is created."""
+    if model.is_moe:
+        if moe.backend == "native" and train.zero_stage == 3:
+            raise ConfigError("the native MoE backend does not run under ZeRO-3 (DeepSpeed refuses it); use "
+                              "--moe.backend autoep or --train.zero-stage 2")
+        if model.num_experts % moe.ep_size:
+            raise ConfigError(f"--model.num-experts={model.num_experts} is not divisible by --moe.ep-size="
+                              f"{moe.ep_size}; each rank must hold the same number of experts")
+        if moe.backend == "native" and model.top_k > 2:
+            raise ConfigError(f"--model.top-k={model.top_k}: the native MoE backend supports top-1 and top-2 "
+                              "only; use --moe.backend autoep")
+    if moe.ep_size > 1:
+        if not model.is_moe:
+            raise ConfigError(f"--moe.ep-size={moe.ep_size} needs an MoE model (--model.num-experts > 1)")
+        if world_size % moe.ep_size:
+            raise ConfigError(f"--moe.ep-size={moe.ep_size} does not divide the world size {world_size}; "
+                              "launch a multiple of ep-size ranks")
+    if model.is_moe and moe.backend == "autoep" and moe.capacity_factor is not None:
+        raise ConfigError("--moe.capacity-factor applies to the native backend only (AutoEP is dropless); "
+                          "drop the flag or use --moe.backend native")
+    gradient_accumulation(train, world_size)
+
+
+def _template_path(train: TrainConfig) -> Path:
+    if train.ds_config is not None:
+        path = Path(train.ds_config)
+        if not path.is_file():
+            raise ConfigError(f"--train.ds-config {path}: no such file")
+        return path
+    name = f"zero{train.zero_stage}.json"
+    try:
+        packaged = resources.files("ds_parrots.ds_configs") / name
+        if packaged.is_file():
+            return Path(str(packaged))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "ds_configs" / name
+
+
+def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig,
+                    world_size: int) -> dict:
+    """The DeepSpeed config: the template with our flags written over the fields they own."""
+    path = _template_path(train)
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"DeepSpeed config template {path} is not valid JSON: {e}") from None
+    cfg["train_micro_batch_size_per_gpu"] = train.micro_batch
+    cfg["gradient_accumulation_steps"] = gradient_accumulation(train, world_size)
+    cfg["train_batch_size"] = train.global_batch
+    cfg["gradient_clipping"] = optim.grad_clip
+    cfg.setdefault("zero_optimization", {})["stage"] = train.zero_stage
+    cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": resolve_precision(train) == "bf16"}
+    cfg.pop("fp16", None)
+    cfg.setdefault("steps_per_print", 10**9)
+    if model.is_moe and moe.backend == "autoep":
+        cfg["expert_parallel"] = {**cfg.get("expert_parallel", {}), "enabled": True, "autoep_size": moe.ep_size,
+                                  "preset_model": "mixtral"}
+        if not torch.cuda.is_available():
+            # torch._grouped_mm has no CPU kernel: use AutoEP's per-expert loop there.
+            cfg["expert_parallel"].setdefault("use_grouped_mm", False)
+    else:
+        cfg.pop("expert_parallel", None)
+    return cfg
+
+
+def lr_factor(step: int, total: int, optim: OptimConfig) -> float:
+    """Multiplier of the peak lr at optimizer step `step` (0-based): linear warmup, then linear decay."""
+    warmup = int(round(optim.warmup_frac * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return 1.0 - (1.0 - optim.final_lr_frac) * progress
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices (and 3-D expert tensors); never norms or biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+
+
+@dataclass
+class Trainer:
+    engine: object
+    """The DeepSpeed engine."""
+    capture: Optional[RouterCapture]
+    moe: MoEConfig
+
+
+def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
+               train: TrainConfig) -> Trainer:
+    import deepspeed
+    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+
+    ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
+
+    def make_optimizer(groups):
+        groups = list(groups)
+        if model_cfg.is_moe:
+            # Expert weights are sharded over the expert-parallel group and reduced separately.
+            groups = split_params_into_different_moe_groups_for_optimizer(groups)
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
+
+    def make_scheduler(optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, train.steps, optim))
+
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=param_groups(model, optim.weight_decay),
+                                           optimizer=make_optimizer, lr_scheduler=make_scheduler,
+                                           config=ds_config)
+    capture = RouterCapture(engine.module, model_cfg.top_k) if model_cfg.is_moe else None
+    if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
+        raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
+                           f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.model.moe")
+    return Trainer(engine, capture, moe)
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the target positions that are not -100 (prompt and padding)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+def train_step(trainer: Trainer, micro_batches) -> dict:
+    """One optimizer step over the given micro-batches (gradient accumulation); returns scalars."""
+    engine, moe = trainer.engine, trainer.moe
+    sums = {"loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0}
+    load = {}
+    tokens = 0
+    for input_ids, targets in micro_batches:
+        input_ids, targets = input_ids.to(engine.device), targets.to(engine.device)
+        logits = engine(input_ids)
+        loss = lm_loss(logits, targets)
+        total = loss
+        if trainer.capture is not None:
+            stats = trainer.capture.pop()
+            total = total + moe.aux_loss_coef * stats.aux_loss + moe.z_loss_coef * stats.z_loss
+            sums["aux_loss"] += stats.aux_loss.item()
+            sums["z_loss"] += stats.z_loss.item()
+            for layer, frac in stats.load.items():
+                load[layer] = load.get(layer, 0) + frac.cpu()
+        engine.backward(total)
+        engine.step()
+        sums["loss"] += loss.item()
+        tokens += input_ids.numel()
+    n = len(micro_batches)
+    out = {k: v / n for k, v in sums.items()}
+    if trainer.capture is None:
+        del out["aux_loss"], out["z_loss"]
+    out["tokens"] = tokens
+    out["load"] = {layer: v / n for layer, v in load.items()}
+    gn = engine.get_global_grad_norm()
+    out["grad_norm"] = float(gn) if gn is not None and math.isfinite(float(gn)) else float("nan")
+    out["lr"] = engine.get_lr()[0]
+    return out

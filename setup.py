@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ds_parrots",
+    version="0.1.0",
+    description="DeepSpeed training of dense and MoE transformers to reproduce 'Mixture of Parrots' (ICLR 2025)",
+    long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ds_parrots", "ds_parrots.*"]) + ["ds_parrots.ds_configs"],
+    # The DeepSpeed JSON templates live at the repo root (ds_configs/) and install inside the package.
+    package_dir={"ds_parrots.ds_configs": "ds_configs"},
+    package_data={"ds_parrots.ds_configs": ["*.json", "*/*.json"]},
+    install_requires=[
+        # Install torch first on CPU-only machines (`pip install torch==2.13.0`): an unpinned torch
+        # requirement otherwise pulls the CUDA build.
+        "torch>=2.4",
+        "deepspeed>=0.19.8",
+        "numpy>=1.24",
+        "tyro>=0.9",
+        "tensorboard>=2.14",
+        "tqdm>=4.60",
+        "sentencepiece>=0.2",
+        "datasets>=2.18",
+        "safetensors>=0.4",
+    ],
+    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.2"]},
+    entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:main"]},
+)
