@@ -47,13 +47,11 @@ class ModelConfig:
     """Standard deviation of the normal initialization of every weight matrix (ours)."""
 
     def __post_init__(self) -> None:
-        if self.ffn_dim is None:
-            self.ffn_dim = self.d_model
-        if self.n_kv_heads is None:
-            self.n_kv_heads = self.n_heads
+        # ffn_dim / n_kv_heads stay None when unset (resolved by the properties below), so that a flag
+        # like --model.d-model still moves the FFN size with it.
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "num_experts",
                      "top_k", "max_seq_len"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--model.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.d_model % self.n_heads:
             raise ConfigError(f"--model.d-model={self.d_model} is not divisible by --model.n-heads={self.n_heads}; "
@@ -61,14 +59,24 @@ class ModelConfig:
         if (self.d_model // self.n_heads) % 2:
             raise ConfigError(f"head size {self.d_model // self.n_heads} (d-model / n-heads) must be even for rotary "
                               "embeddings; change --model.n-heads")
-        if self.n_heads % self.n_kv_heads:
-            raise ConfigError(f"--model.n-kv-heads={self.n_kv_heads} must divide --model.n-heads={self.n_heads}")
+        if self.n_heads % self.kv_heads:
+            raise ConfigError(f"--model.n-kv-heads={self.kv_heads} must divide --model.n-heads={self.n_heads}")
         if self.is_moe and self.top_k > self.num_experts:
             raise ConfigError(f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}")
 
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 1
+
+    @property
+    def ffn(self) -> int:
+        """Resolved FFN (per-expert) intermediate size."""
+        return self.ffn_dim if self.ffn_dim is not None else self.d_model
+
+    @property
+    def kv_heads(self) -> int:
+        """Resolved number of key/value heads."""
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
 
     @property
     def head_dim(self) -> int:
@@ -195,7 +203,7 @@ def _preset(d: int, experts: int, layers: int, vocab: Optional[int]) -> dict:
     heads = _heads(d)
     # Mistral-style grouped-query attention, 4 query heads per key/value head where heads allow it.
     kv = max(1, heads // 4)
-    out = dict(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, ffn_dim=d, num_experts=experts, top_k=2)
+    out = dict(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, ffn_dim=None, num_experts=experts, top_k=2)
     if vocab is not None:
         out["vocab_size"] = vocab
     return out

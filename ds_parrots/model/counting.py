@@ -29,12 +29,12 @@ class ParamCounts:
 
 def _attention(cfg: ModelConfig) -> int:
     q = cfg.n_heads * cfg.head_dim
-    kv = cfg.n_kv_heads * cfg.head_dim
+    kv = cfg.kv_heads * cfg.head_dim
     return cfg.d_model * q + 2 * cfg.d_model * kv + q * cfg.d_model
 
 
 def _expert(cfg: ModelConfig) -> int:
-    return 3 * cfg.d_model * cfg.ffn_dim
+    return 3 * cfg.d_model * cfg.ffn
 
 
 def count_params(cfg: ModelConfig) -> ParamCounts:
@@ -78,7 +78,7 @@ def human(n: float) -> str:
 def describe(cfg: ModelConfig) -> str:
     c = count_params(cfg)
     kind = f"MoE {cfg.num_experts} experts top-{cfg.top_k}" if cfg.is_moe else "dense"
-    return (f"model: {kind}, L={cfg.n_layers} d={cfg.d_model} heads={cfg.n_heads}/{cfg.n_kv_heads} "
-            f"ffn={cfg.ffn_dim} vocab={cfg.vocab_size} | params total {human(c.total)} ({c.total:,}), "
+    return (f"model: {kind}, L={cfg.n_layers} d={cfg.d_model} heads={cfg.n_heads}/{cfg.kv_heads} "
+            f"ffn={cfg.ffn} vocab={cfg.vocab_size} | params total {human(c.total)} ({c.total:,}), "
             f"active {human(c.active)} ({c.active:,}), non-embedding total {human(c.non_embedding_total)} "
             f"active {human(c.non_embedding_active)}")

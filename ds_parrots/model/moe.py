@@ -85,7 +85,7 @@ class NativeMoEFeedForward(nn.Module):
         dropless = moe.capacity_factor is None
         cf = 1.0 if dropless else moe.capacity_factor
         ecf = moe.eval_capacity_factor if moe.eval_capacity_factor is not None else cf
-        self.moe = MoE(hidden_size=model.d_model, expert=SwiGLU(model.d_model, model.ffn_dim),
+        self.moe = MoE(hidden_size=model.d_model, expert=SwiGLU(model.d_model, model.ffn),
                        num_experts=model.num_experts, ep_size=moe.ep_size, k=model.top_k, capacity_factor=cf,
                        eval_capacity_factor=ecf, min_capacity=moe.min_capacity, drop_tokens=not dropless,
                        # Deterministic top-2 (DeepSpeed samples the 2nd expert by default): same routing
@@ -100,10 +100,10 @@ class NativeMoEFeedForward(nn.Module):
 def feed_forward_factory(model: ModelConfig, moe: MoEConfig):
     """A zero-argument constructor of one block's feed-forward for this config."""
     if not model.is_moe:
-        return lambda: SwiGLU(model.d_model, model.ffn_dim)
+        return lambda: SwiGLU(model.d_model, model.ffn)
     if moe.backend == "native":
         return lambda: NativeMoEFeedForward(model, moe)
-    return lambda: MoEFeedForward(model.d_model, model.ffn_dim, model.num_experts, model.top_k)
+    return lambda: MoEFeedForward(model.d_model, model.ffn, model.num_experts, model.top_k)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         d = cfg.d_model
         self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
@@ -118,7 +118,7 @@ class DecoderStack(nn.Module):
 def hf_style_config(cfg: ModelConfig) -> SimpleNamespace:
     """The attributes DeepSpeed AutoEP reads from `model.config` (Mixtral names)."""
     return SimpleNamespace(num_local_experts=cfg.num_experts, num_experts_per_tok=cfg.top_k,
-                           hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim, norm_topk_prob=True)
+                           hidden_size=cfg.d_model, intermediate_size=cfg.ffn, norm_topk_prob=True)
 
 
 class CausalLM(nn.Module):
@@ -131,7 +131,7 @@ class CausalLM(nn.Module):
         if make_mlp is None:
             # Dense by default; MoE feed-forwards come from ds_parrots.model.moe.feed_forward_factory.
             def make_mlp():
-                return SwiGLU(cfg.d_model, cfg.ffn_dim)
+                return SwiGLU(cfg.d_model, cfg.ffn)
         self.model = DecoderStack(cfg, make_mlp)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)

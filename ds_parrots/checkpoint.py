@@ -1,0 +1,64 @@
+"""Save and resume training checkpoints (DeepSpeed's format, one tag per step).
+
+Layout of a run directory:
+    run_dir/config.json                the run's full configuration
+    run_dir/checkpoints/latest         tag of the newest complete checkpoint (written by DeepSpeed last)
+    run_dir/checkpoints/step00001000/  DeepSpeed model, optimizer and expert files of that step
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from ds_parrots.config import ConfigError
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def step_tag(step: int) -> str:
+    return f"step{step:08d}"
+
+
+def latest_tag(run_dir: Path) -> Optional[str]:
+    latest = checkpoint_dir(run_dir) / "latest"
+    if not latest.is_file():
+        return None
+    tag = latest.read_text().strip()
+    return tag if (checkpoint_dir(run_dir) / tag).is_dir() else None
+
+
+def require_resumable(run_dir: Path) -> str:
+    """The tag to resume from, or a ConfigError that says what is missing (checked before launch)."""
+    tag = latest_tag(run_dir)
+    if tag is None:
+        raise ConfigError(f"--train.resume: no checkpoint in {checkpoint_dir(run_dir)} (no 'latest' tag there); "
+                          "train without --train.resume first, or point --train.out-dir/--train.run-name at the "
+                          "run to continue")
+    return tag
+
+
+def save(engine, run_dir: Path, step: int, client_state: dict) -> str:
+    """Collective: every rank calls it. Returns the tag written."""
+    tag = step_tag(step)
+    engine.save_checkpoint(str(checkpoint_dir(run_dir)), tag=tag, client_state=client_state)
+    return tag
+
+
+def load(engine, run_dir: Path) -> dict:
+    """Collective: restores model, optimizer, scheduler and returns the client state saved with it."""
+    tag = require_resumable(run_dir)
+    path, client_state = engine.load_checkpoint(str(checkpoint_dir(run_dir)), tag=tag)
+    if path is None:
+        raise ConfigError(f"DeepSpeed could not load checkpoint {checkpoint_dir(run_dir) / tag}")
+    return client_state or {}
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(run_dir) / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(Path(run_dir) / "config.json")

@@ -1,0 +1,84 @@
+"""Batched greedy decoding and scoring of a task's held-out queries, data-parallel over ranks.
+
+Every rank runs the same number of forward passes (ZeRO-3 gathers parameters and AutoEP exchanges
+tokens collectively, so a rank that stopped early would hang the others): query shards are padded
+to equal length and the decode loop stops only when every rank is done.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+
+from ds_parrots.tasks.base import Example, SyntheticTask
+
+
+def _all_ranks(flag: bool, device) -> bool:
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+@torch.no_grad()
+def greedy_generate(forward: Callable[[torch.Tensor], torch.Tensor], prompts: list[list[int]],
+                    max_new_tokens: int, pad_id: int, eos_id: int, device) -> list[list[int]]:
+    """Greedy continuation of each prompt (up to and including <eos>), without a KV cache.
+
+    Prompts are right-padded; a causal model's logit at a sequence's last real position ignores the
+    padding after it, so each row reads its own next token from its own position."""
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    width = int(lengths.max()) + max_new_tokens
+    buf = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    for row, p in enumerate(prompts):
+        buf[row, :len(p)] = torch.tensor(p, device=device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    rows = torch.arange(len(prompts), device=device)
+    out: list[list[int]] = [[] for _ in prompts]
+    for _ in range(max_new_tokens):
+        if _all_ranks(bool(done.all()), device):
+            break
+        logits = forward(buf[:, :int(lengths.max())])
+        nxt = logits[rows, lengths - 1].argmax(dim=-1)
+        active = ~done
+        for row in torch.nonzero(active).flatten().tolist():
+            out[row].append(int(nxt[row]))
+        buf[rows[active], lengths[active]] = nxt[active]
+        lengths = lengths + active.long()
+        done = done | (active & (nxt == eos_id))
+    return out
+
+
+def evaluate_task(forward, task: SyntheticTask, device, batch_size: int, max_eval: Optional[int] = None,
+                  rank: int = 0, world_size: int = 1, examples: Optional[list[Example]] = None) -> dict:
+    """Mean of each metric of `task.score` over the eval queries (or `examples`), and their count."""
+    examples = list(task.eval_examples() if examples is None else examples)
+    if max_eval is not None:
+        examples = examples[:max_eval]
+    shard = examples[rank::world_size]
+    per_rank = math.ceil(len(examples) / world_size)
+    batches = math.ceil(per_rank / batch_size) if per_rank else 0
+    sums: dict[str, float] = {}
+    count = 0
+    tok = task.tokenizer
+    for b in range(batches):
+        chunk = shard[b * batch_size:(b + 1) * batch_size]
+        # A rank with fewer queries decodes a copy of the first one so that forwards stay in step.
+        prompts = [e.prompt for e in chunk] or [examples[0].prompt]
+        generated = greedy_generate(forward, prompts, task.max_answer_len, tok.pad_id, tok.eos_id, device)
+        for e, g in zip(chunk, generated):
+            for k, v in task.score(e, g).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+    keys = sorted(sums) or sorted(task.score(examples[0], []).keys())
+    totals = torch.tensor([sums.get(k, 0.0) for k in keys] + [count], dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    n = int(totals[-1])
+    metrics = {k: float(totals[i] / max(n, 1)) for i, k in enumerate(keys)}
+    metrics["num_queries"] = n
+    return metrics

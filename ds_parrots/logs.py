@@ -1,0 +1,79 @@
+"""Run logging: TensorBoard scalars and histograms, console lines, a progress bar (rank 0 only).
+
+Named logs.py rather than logging.py: `python ds_parrots/train.py` puts this folder first on
+sys.path, where a logging.py would shadow the standard library's for DeepSpeed and torch too.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+
+class RunLogger:
+    def __init__(self, log_dir: Path, enabled: bool, total_steps: int, start_step: int, progress: bool):
+        self.enabled = enabled
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        self.writer = SummaryWriter(str(log_dir))
+        if progress:
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
+        self._t = time.perf_counter()
+
+    def info(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def step(self, step: int, scalars: dict, load: Optional[dict] = None) -> None:
+        """Scalars of optimizer step `step` (1-based count of finished steps)."""
+        if not self.enabled:
+            return
+        for k, v in scalars.items():
+            self.writer.add_scalar(f"train/{k}", v, step)
+        for layer, frac in (load or {}).items():
+            frac = torch.as_tensor(frac, dtype=torch.float64)
+            self.writer.add_scalar(f"experts/cv_layer{layer:02d}", coefficient_of_variation(frac), step)
+            # Histogram of tokens per expert: bucket e holds expert e's share.
+            self.writer.add_histogram_raw(f"experts/load_layer{layer:02d}", min=0, max=len(frac), num=len(frac),
+                                          sum=float((torch.arange(len(frac)) * frac).sum()),
+                                          sum_squares=float((torch.arange(len(frac)) ** 2 * frac).sum()),
+                                          bucket_limits=list(range(1, len(frac) + 1)),
+                                          bucket_counts=frac.tolist(), global_step=step)
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items() if k in ("loss", "aux_loss", "lr")})
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        if self.enabled:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def coefficient_of_variation(frac: torch.Tensor) -> float:
+    """std / mean of the per-expert load: 0 for perfect balance."""
+    frac = frac.double()
+    return float(frac.std(unbiased=False) / frac.mean()) if frac.mean() > 0 else 0.0
