@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 
-class ConfigError(ValueError):
+class ConfigError(Exception):
     """A user-facing configuration mistake; the CLI prints its message on one line and exits 2."""
 
 
@@ -177,6 +177,9 @@ class TrainConfig:
     """Sequences per rank per generation batch during evaluation."""
     max_eval: Optional[int] = None
     """Score at most this many eval queries during training (None: all of them)."""
+    cache_dir: Optional[str] = None
+    """Materialize the task's training examples once under this directory and memory-map them (worth it
+    for the graph tasks, whose examples cost ~150 us each to generate). None: generate on the fly."""
     num_workers: int = 0
     """DataLoader worker processes that build samples (0: in the training process)."""
     progress: bool = True
@@ -247,9 +250,13 @@ class RunConfig:
     """Fields shared by every training subcommand."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture (a --preset fills it; these flags override the preset)."""
     moe: MoEConfig = field(default_factory=MoEConfig)
+    """MoE backend, expert parallelism and router losses (ignored by dense models)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and learning-rate schedule."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Batching, precision, ZeRO, checkpoints and logging."""
     preset: Optional[str] = None
     """Named model preset (e.g. synthetic-d256-e8, paper-moe-d512-e64, tiny-moe); --model.* flags override it.
     List them with `ds-parrots presets`."""

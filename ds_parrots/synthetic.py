@@ -98,6 +98,14 @@ def _train(task_name, task_cfg, task, model_cfg, run, run_dir, rank, world_size,
     if rank == 0:
         checkpoint.write_config(run_dir, {"task_name": task_name, "task": dataclasses.asdict(task_cfg),
                                           **dataclasses.asdict(dataclasses.replace(run, model=model_cfg))})
+    if train.cache_dir:
+        from ds_parrots.tasks.cache import cached_task
+
+        if rank == 0:  # one builder; the others wait, then open the finished files
+            task = cached_task(task, train.cache_dir, progress=train.progress)
+        dist.barrier()
+        if rank != 0:
+            task = cached_task(task, train.cache_dir, progress=False)
     torch.manual_seed(train.seed)  # identical initial weights on every rank
     model = build_model(model_cfg, moe)
     trainer = initialize(model, model_cfg, moe, optim, train)

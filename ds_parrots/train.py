@@ -32,6 +32,7 @@ class PhonebookRun(RunConfig):
     """Memorize a random phone-book (closed book) and report exact-match retrieval."""
 
     task: PhonebookConfig = field(default_factory=PhonebookConfig)
+    """The phone-book: its size, name pools, queries and pass threshold."""
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ShortestPathRun(RunConfig):
     """Learn to output a shortest path in random G(n, p) graphs."""
 
     task: ShortestPathConfig = field(default_factory=ShortestPathConfig)
+    """The graphs: nodes, edge probability, train/test sizes."""
 
 
 @dataclass
@@ -46,6 +48,7 @@ class TwoHopRun(RunConfig):
     """Decide whether two vertices are joined by a path of length exactly 2."""
 
     task: TwoHopConfig = field(default_factory=TwoHopConfig)
+    """The graphs: nodes, edge probability, train/test sizes."""
 
 
 SUBCOMMANDS = {"phonebook": PhonebookRun, "shortest-path": ShortestPathRun, "two-hop": TwoHopRun}

@@ -1,0 +1,26 @@
+"""The graph tasks train and score end to end through the CLI (one process, a few steps)."""
+
+from helpers import results, run_train
+
+
+def test_shortest_path_trains_from_disk_cache_and_scores(tmp_path):
+    run_train(["shortest-path", "--preset", "tiny-moe", "--task.num-train", "300", "--task.num-test", "6",
+               "--train.cache-dir", str(tmp_path / "cache"), "--train.steps", "3", "--train.global-batch", "4",
+               "--train.micro-batch", "4", "--train.out-dir", str(tmp_path), "--train.run-name", "sp",
+               "--train.no-progress", "--train.log-every", "1"])
+    res = results(tmp_path / "sp")
+    assert set(res["metrics"]) == {"valid_shortest", "exact_match", "num_queries"}
+    assert res["metrics"]["num_queries"] == 6
+    assert len(res["loss_history"]) == 3
+    assert list((tmp_path / "cache").iterdir()), "the cache was not built"
+
+
+def test_two_hop_dense_trains_and_scores(tmp_path):
+    run_train(["two-hop", "--preset", "tiny-dense", "--task.num-train", "200", "--task.num-test", "8",
+               "--train.steps", "3", "--train.global-batch", "4", "--train.micro-batch", "2",
+               "--train.zero-stage", "1", "--train.out-dir", str(tmp_path), "--train.run-name", "th",
+               "--train.no-progress"])
+    res = results(tmp_path / "th")
+    assert set(res["metrics"]) == {"accuracy", "num_queries"}
+    assert res["metrics"]["num_queries"] == 8
+    assert res["params"]["total"] == res["params"]["active"]
