@@ -26,8 +26,9 @@ class RunLogger:
 
         self.writer = SummaryWriter(str(log_dir))
         if progress:
+            # In a log file (cluster jobs) a bar redrawn 10 times a second is noise: redraw every 30 s.
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
+                            file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 30.0)
         self._t = time.perf_counter()
 
     def info(self, msg: str) -> None:
