@@ -27,5 +27,5 @@ setup(
         "safetensors>=0.4",
     ],
     extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.2"]},
-    entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:main"]},
+    entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:console"]},
 )

@@ -78,7 +78,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     bench = tyro.cli(Bench, description=__doc__)
-    from ds_parrots.synthetic import ensure_process_group
+    from ds_parrots.distributed import ensure_process_group, shutdown
 
     ensure_process_group()
     tokens = bench.micro_batch * bench.seq_len
@@ -92,9 +92,7 @@ def main() -> None:
     print(f"{'model':<22} {'ms/step':>9} {'tokens/s':>10} {'time / dense':>13}")
     for name, t in rows:
         print(f"{name:<22} {1000 * t:>9.1f} {tokens / t:>10.0f} {t / dense:>13.2f}x")
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,48 @@ def require_resumable(run_dir: Path) -> str:
     return tag
 
 
+# Fields a resumed run may change: how long it runs and how it logs, evaluates and saves. Everything
+# else (task, model, MoE, optimizer, batch, seed, ZeRO stage, precision) shapes the trajectory, and a
+# mismatch would silently continue a different experiment from the checkpoint.
+RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
+                     "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
+                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
+    """Refuse, before launch, to overwrite a run's checkpoints or to resume it under another config."""
+    tag = latest_tag(run_dir)
+    if not resume:
+        if tag is not None:
+            raise ConfigError(f"{run_dir} already holds checkpoint {tag}: pass --train.resume to continue that run, "
+                              "or a new --train.run-name / --train.out-dir to start another (nothing was "
+                              "overwritten)")
+        return
+    saved_path = Path(run_dir) / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(json.loads(saved_path.read_text()))
+    new = _flatten(json.loads(json.dumps(config, default=str)))
+    diff = sorted(k for k in saved.keys() | new.keys()
+                  if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+        more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+        raise ConfigError(f"--train.resume: {run_dir} was trained with a different configuration ({shown}{more}); "
+                          "resume with the same flags, changing only steps, micro batch, logging, eval or saving")
+
+
 def save(engine, run_dir: Path, step: int, client_state: dict) -> str:
     """Collective: every rank calls it. Returns the tag written."""
     tag = step_tag(step)

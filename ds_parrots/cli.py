@@ -52,5 +52,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 2
 
 
+def console() -> None:
+    """The `ds-parrots` console script (see ds_parrots.distributed.exit_process for why not sys.exit)."""
+    from ds_parrots.distributed import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

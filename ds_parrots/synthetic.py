@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch.distributed as dist
 
 from ds_parrots import checkpoint
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, RunConfig
+from ds_parrots.distributed import ensure_process_group
 from ds_parrots.data.task_batches import TaskBatches, iterate_steps
 from ds_parrots.engine import env_world_size, initialize, resolve_precision, train_step, validate
 from ds_parrots.generate import evaluate_task
@@ -32,25 +32,6 @@ def default_run_name(task_name: str, task_cfg, model: ModelConfig, moe: MoEConfi
     size = getattr(task_cfg, "book_size", None) or getattr(task_cfg, "num_train", None)
     size_tag = f"-n{size}" if size else ""
     return f"{task_name}{size_tag}-{model_tag(model, moe)}-s{seed}"
-
-
-def ensure_process_group() -> None:
-    """Initialize torch.distributed through DeepSpeed; a plain `python train.py` becomes a 1-rank group."""
-    import deepspeed
-
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    if not dist.is_initialized():
-        deepspeed.init_distributed(verbose=False)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _local_experts(module: torch.nn.Module):
@@ -75,29 +56,31 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
     except ValueError as e:
         raise ConfigError(f"{task_name}: {e}") from None
     model_cfg = dataclasses.replace(run.model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
-    moe, optim, train = run.moe, run.optim, run.train
+    moe, train = run.moe, run.train
     world_size = env_world_size()
     validate(model_cfg, moe, train, world_size)
     run_dir = Path(train.out_dir) / (train.run_name or default_run_name(task_name, task_cfg, model_cfg, moe,
                                                                           train.seed))
     if train.resume:
         checkpoint.require_resumable(run_dir)
+    config = {"task_name": task_name, "task": dataclasses.asdict(task_cfg),
+              **dataclasses.asdict(dataclasses.replace(run, model=model_cfg))}
+    checkpoint.check_run_dir(run_dir, config, train.resume)
 
     ensure_process_group()
     rank, world_size = dist.get_rank(), dist.get_world_size()
     log = RunLogger(run_dir / "tensorboard", rank == 0, train.steps, 0, train.progress)
     try:
-        return _train(task_name, task_cfg, task, model_cfg, run, run_dir, rank, world_size, log)
+        return _train(task_name, task_cfg, task, model_cfg, run, run_dir, rank, world_size, log, config)
     finally:
         log.close()
 
 
-def _train(task_name, task_cfg, task, model_cfg, run, run_dir, rank, world_size, log) -> dict:
+def _train(task_name, task_cfg, task, model_cfg, run, run_dir, rank, world_size, log, config) -> dict:
     moe, optim, train = run.moe, run.optim, run.train
     counts = count_params(model_cfg)
     if rank == 0:
-        checkpoint.write_config(run_dir, {"task_name": task_name, "task": dataclasses.asdict(task_cfg),
-                                          **dataclasses.asdict(dataclasses.replace(run, model=model_cfg))})
+        checkpoint.write_config(run_dir, config)
     if train.cache_dir:
         from ds_parrots.tasks.cache import cached_task
 

@@ -92,22 +92,25 @@ def _strip_local_rank(argv: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
+    results, ok = None, False
     try:
         run = parse(argv)
         from ds_parrots.synthetic import train_synthetic
 
         name = next(n for n, cls in SUBCOMMANDS.items() if type(run) is cls)
         results = train_synthetic(name, run.task, run)
+        ok = True
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
-        import torch.distributed as dist
+        from ds_parrots.distributed import shutdown
 
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown(barrier=ok)
     return 0 if results else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ds_parrots.distributed import exit_process
+
+    exit_process(main())

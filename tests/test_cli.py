@@ -80,3 +80,26 @@ def test_every_config_field_has_a_docstring():
         walk(cls)
     assert len(seen) >= 6
     assert missing == []
+
+
+def test_run_dir_is_never_overwritten_nor_resumed_under_another_config(tmp_path):
+    base = ["two-hop", "--preset", "tiny-dense", "--task.num-train", "20", "--task.num-test", "2",
+            "--train.steps", "2", "--train.global-batch", "2", "--train.micro-batch", "2", "--train.no-progress",
+            "--train.out-dir", str(tmp_path), "--train.run-name", "r"]
+    first = run(base)
+    assert first.returncode == 0, first.stderr
+    ckpt = tmp_path / "r" / "checkpoints" / "step00000002"
+    before = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")}
+
+    again = run(base)  # same name, no --train.resume: refused, checkpoint untouched
+    assert again.returncode == 2 and "already holds checkpoint step00000002" in again.stderr
+    assert "Traceback" not in again.stderr
+
+    other = run(base + ["--train.resume", "--optim.lr", "0.5"])  # a different experiment from this checkpoint
+    assert other.returncode == 2, other.stderr
+    assert "optim.lr: 0.001 -> 0.5" in other.stderr and "Traceback" not in other.stderr
+
+    longer = run(base + ["--train.resume", "--train.steps", "3"])  # longer is allowed
+    assert longer.returncode == 0, longer.stderr
+    assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")} == before
+    assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "step00000003"

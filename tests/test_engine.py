@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.engine import build_ds_config, gradient_accumulation, lr_factor, param_groups, validate

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.engine import initialize
 from ds_parrots.model import build_model
-from ds_parrots.synthetic import ensure_process_group
+from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
 
 
 def main(out_path: str) -> None:
@@ -36,8 +36,9 @@ def main(out_path: str) -> None:
     if dist.get_rank() == 0:
         with open(out_path, "w") as f:
             json.dump({"max_abs_err": errs, "scale": ref.abs().max().item(), "layers": swapped}, f)
-    dist.destroy_process_group()
+    shutdown()
 
 
 if __name__ == "__main__":
     main(sys.argv[-1])  # the deepspeed launcher puts --local_rank=N first
+    exit_process(0)
