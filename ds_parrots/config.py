@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Literal, Optional
 
 
 class ConfigError(Exception):
     """A user-facing configuration mistake; the CLI prints its message on one line and exits 2."""
 
+
+
+def shipped_file(name: str) -> Path:
+    """A file under ds_configs/: inside the installed package, or at the repository root when run from
+    a checkout that was not installed."""
+    try:
+        packaged = resources.files("ds_parrots.ds_configs").joinpath(*name.split("/"))
+        if packaged.is_file() or packaged.is_dir():
+            return Path(str(packaged))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "ds_configs" / name
 
 @dataclass
 class ModelConfig:
@@ -172,9 +186,10 @@ class TrainConfig:
     log_every: int = 10
     """Log scalars to TensorBoard and the console every N steps."""
     eval_every: int = 0
-    """Score the task by greedy generation every N steps (always at the end). 0: only at the end."""
+    """Evaluate every N steps (always at the end; 0: only at the end). Synthetic tasks: score by greedy
+    generation; pretrain: validation loss and perplexity."""
     eval_batch: int = 64
-    """Sequences per rank per generation batch during evaluation."""
+    """Sequences per rank per evaluation batch."""
     max_eval: Optional[int] = None
     """Score at most this many eval queries during training (None: all of them)."""
     cache_dir: Optional[str] = None
@@ -191,6 +206,29 @@ class TrainConfig:
                 raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.save_every < 0 or self.eval_every < 0:
             raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    """Pre-training data: a mixture of tokenized sources, cut into fixed-length sequences."""
+
+    mixture: str = ""
+    """Mixture JSON file listing token files (Megatron .bin/.idx prefixes) and weights, or the name of one
+    shipped in ds_configs/mixtures (e.g. natural_language, math). Required."""
+    data_root: Optional[str] = None
+    """Directory that relative paths in the mixture are resolved against (None: the current directory)."""
+    seq_len: int = 2048
+    """Tokens per training sequence (paper: 2048). Sequences are packed across documents."""
+    val_sequences: int = 5000
+    """Held-out validation sequences drawn from the training distribution, never trained on (paper: 5,000)."""
+    tokenizer: Optional[str] = None
+    """Sentencepiece model the data was tokenized with; if given, the model's vocabulary is checked against it."""
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            raise ConfigError(f"--data.seq-len={self.seq_len} must be >= 1")
+        if self.val_sequences < 0:
+            raise ConfigError(f"--data.val-sequences={self.val_sequences} must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,14 +8,13 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig
+from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
 from ds_parrots.model.moe import RouterCapture
 
 
@@ -68,14 +67,7 @@ def _template_path(train: TrainConfig) -> Path:
         if not path.is_file():
             raise ConfigError(f"--train.ds-config {path}: no such file")
         return path
-    name = f"zero{train.zero_stage}.json"
-    try:
-        packaged = resources.files("ds_parrots.ds_configs") / name
-        if packaged.is_file():
-            return Path(str(packaged))
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "ds_configs" / name
+    return shipped_file(f"zero{train.zero_stage}.json")
 
 
 def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig,

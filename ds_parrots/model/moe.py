@@ -153,7 +153,9 @@ class RouterCapture:
     """Collects the router logits of every MoE layer during forward passes (via forward hooks).
 
     Register it on the module that actually runs (after `deepspeed.initialize`, since AutoEP swaps
-    the layers). `pop()` returns the statistics of what was captured since the last call.
+    the layers). `pop()` returns the statistics of what was captured since the last call. Only
+    forwards with autograd on are captured: evaluation (under no_grad) neither feeds the next training
+    step's aux losses nor piles up router logits over a long validation pass.
     """
 
     def __init__(self, model: nn.Module, top_k: int):
@@ -174,11 +176,15 @@ class RouterCapture:
 
     def _hook(self, layer: int):
         def hook(_module, _inputs, output):
+            if not torch.is_grad_enabled():
+                return
             self.logits.setdefault(layer, []).append(output)
         return hook
 
     def _native_hook(self, layer: int):
         def hook(module, inputs):
+            if not torch.is_grad_enabled():
+                return
             logits = F.linear(inputs[0].float(), module.wg.weight.float())
             self.logits.setdefault(layer, []).append(logits)
         return hook

@@ -111,3 +111,21 @@ def test_router_capture_collects_every_layer():
     assert stats.aux_loss.requires_grad and stats.z_loss.requires_grad
     # Recomputing by hand from layer 0's router gives the same z-loss contribution.
     assert capture.pop() is None
+
+
+def test_router_capture_skips_no_grad_forwards():
+    # Evaluation runs under no_grad between training steps: it must not leak into the next step's aux loss.
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=30, d_model=16, n_layers=2, n_heads=2, num_experts=4, top_k=2, max_seq_len=16)
+    model = build_model(cfg, MoEConfig())
+    capture = RouterCapture(model, top_k=2)
+    x = torch.randint(0, 30, (2, 5))
+    with torch.no_grad():
+        model(torch.randint(0, 30, (3, 7)))
+    assert capture.pop() is None
+    model(x)
+    alone = capture.pop()
+    with torch.no_grad():
+        model(torch.randint(0, 30, (3, 7)))
+    model(x)
+    torch.testing.assert_close(capture.pop().aux_loss, alone.aux_loss)

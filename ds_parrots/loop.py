@@ -1,0 +1,147 @@
+"""The training run every subcommand shares: checks before launch, the model and engine, the step loop
+with logging, evaluation and checkpoints, and resume. A subcommand supplies its batches (an object
+with `step_batches(step)` and `epochs_at(step)`, see data/task_batches.py and data/sampler.py) and
+its evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+
+from ds_parrots import checkpoint
+from ds_parrots.config import ModelConfig, RunConfig
+from ds_parrots.data.task_batches import iterate_steps
+from ds_parrots.distributed import ensure_process_group
+from ds_parrots.engine import env_world_size, initialize, resolve_precision, train_step, validate
+from ds_parrots.logs import RunLogger, coefficient_of_variation
+from ds_parrots.model import build_model
+from ds_parrots.model.counting import describe
+
+
+def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, config: dict) -> None:
+    """Every check that needs no process group, so a bad command fails before any rank starts work."""
+    validate(model_cfg, run.moe, run.train, env_world_size())
+    if run.train.resume:
+        checkpoint.require_resumable(run_dir)
+    checkpoint.check_run_dir(run_dir, config, run.train.resume)
+
+
+def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, RunLogger]:
+    """Start the process group, the logger, and record the config (rank 0). Returns (rank, world, log)."""
+    ensure_process_group()
+    rank = dist.get_rank()
+    if rank == 0:
+        checkpoint.write_config(run_dir, config)
+    log = RunLogger(run_dir / "tensorboard", rank == 0, run.train.steps, 0, run.train.progress)
+    return rank, dist.get_world_size(), log
+
+
+def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int, accumulation: int):
+    torch.manual_seed(run.train.seed)  # identical initial weights on every rank
+    trainer = initialize(build_model(model_cfg, run.moe), model_cfg, run.moe, run.optim, run.train)
+    log.info(describe(model_cfg))
+    log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
+             f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
+             f"{resolve_precision(run.train)}, micro batch {run.train.micro_batch} x accumulation {accumulation} "
+             f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
+    return trainer
+
+
+def local_experts(module: torch.nn.Module) -> Optional[int]:
+    """Experts per MoE layer held by this rank (DeepSpeed's layers record it), None for dense models."""
+    for m in module.modules():
+        n = getattr(m, "num_local_experts", None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
+def experts_per_rank(trainer) -> list:
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, local_experts(trainer.engine.module))
+    return out
+
+
+def _mean_over_ranks(values: list[float]) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
+
+
+def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
+               evaluate: Callable[[int], dict], client_state: Callable[[int], dict] = lambda step: {}
+               ) -> tuple[int, list[dict], dict]:
+    """Resume if asked, train to run.train.steps, evaluate and save at the end.
+
+    `evaluate(step)` is collective and returns metrics (logged under eval/); `client_state(step)` adds
+    entries to each checkpoint. Returns (final step, per-step history, final metrics).
+    """
+    engine, train = trainer.engine, run.train
+    start = 0
+    if train.resume:
+        state = checkpoint.load(engine, run_dir)
+        start = int(state.get("step", 0))
+        log.info(f"resumed from step {start} ({checkpoint.checkpoint_dir(run_dir)})")
+        if log.bar is not None:
+            log.bar.n = start
+            log.bar.refresh()
+
+    def save(step: int) -> None:
+        state = {"step": step, "samples": step * train.global_batch, **client_state(step)}
+        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state)}")
+
+    def run_eval(step: int) -> dict:
+        engine.module.eval()
+        metrics = evaluate(step)
+        engine.module.train()
+        log.scalars("eval", metrics, step)
+        return metrics
+
+    history = []
+    t_last, tokens_since = time.perf_counter(), 0
+    step = start
+    for step_batches in iterate_steps(batches, start, train.steps, train.num_workers):
+        out = train_step(trainer, step_batches)
+        step += 1
+        tokens_since += out["tokens"]
+        keys = [k for k in ("loss", "aux_loss", "z_loss") if k in out]
+        means = _mean_over_ranks([out[k] for k in keys] + [tokens_since])
+        scalars = dict(zip(keys, means[:-1]))
+        history.append({"step": step, **scalars})
+        log.advance()
+        if step % train.log_every == 0 or step == train.steps:
+            elapsed = time.perf_counter() - t_last
+            load = out["load"]
+            if load:
+                stacked = torch.stack([load[k] for k in sorted(load)]).double()
+                dist.all_reduce(stacked)
+                load = {k: stacked[i] / dist.get_world_size() for i, k in enumerate(sorted(load))}
+                scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in load.values()) / len(load)
+            scalars.update(lr=out["lr"], grad_norm=out["grad_norm"],
+                           tokens_per_s=means[-1] * dist.get_world_size() / max(elapsed, 1e-9),
+                           epochs=batches.epochs_at(step - 1))
+            log.step(step, scalars, load)
+            t_last, tokens_since = time.perf_counter(), 0
+        if train.eval_every and step % train.eval_every == 0 and step != train.steps:
+            run_eval(step)
+        if train.save_every and step % train.save_every == 0 and step != train.steps:
+            save(step)
+
+    metrics = run_eval(step)
+    if step > start or not train.resume:
+        save(step)
+    return step, history, metrics
+
+
+def layout(run: RunConfig, model_cfg: ModelConfig, experts: list) -> dict:
+    return {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size if model_cfg.is_moe else 1,
+            "zero_stage": run.train.zero_stage, "local_experts_per_rank": experts}
+
+
+def run_config_dict(run: RunConfig, model_cfg: ModelConfig, **extra) -> dict:
+    return {**extra, **dataclasses.asdict(dataclasses.replace(run, model=model_cfg))}
