@@ -1,0 +1,83 @@
+"""Data mixtures: a small JSON file naming token files and their sampling weights.
+
+    {"name": "math",
+     "sources": [{"name": "proof_pile_2", "path": "data/proof_pile_2", "weight": 0.6},
+                 {"name": "metamathqa", "path": "data/metamathqa", "weight": 0.4}]}
+
+`path` is the prefix of a Megatron-format pair (`<path>.bin` / `<path>.idx`, see data/indexed.py),
+relative to `data_root` (default: the current directory) unless absolute. Weights need not sum to 1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ds_parrots.config import ConfigError, shipped_file
+
+# Mixtures shipped with the package (ds_configs/mixtures/<name>.json) can be named without a path.
+SHIPPED = shipped_file("mixtures")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    path: Path
+    weight: float
+
+
+@dataclass(frozen=True)
+class Mixture:
+    name: str
+    sources: tuple[Source, ...]
+    file: Path
+
+    @property
+    def weights(self) -> list[float]:
+        total = sum(s.weight for s in self.sources)
+        return [s.weight / total for s in self.sources]
+
+
+def resolve_mixture_file(spec: str) -> Path:
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"{spec}.json"
+    if not path.suffix and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in SHIPPED.glob("*.json")) if SHIPPED.is_dir() else []
+    raise ConfigError(f"--data.mixture: no mixture file {spec!r} (shipped mixtures: {', '.join(names) or 'none'}); "
+                      "give the path of a JSON file with a 'sources' list")
+
+
+def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
+    """Read and check a mixture file; paths are resolved but the token files are opened elsewhere."""
+    file = resolve_mixture_file(spec)
+    try:
+        raw = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"mixture {file}: not valid JSON ({e})") from None
+    entries = raw.get("sources") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"mixture {file}: needs a non-empty 'sources' list of {{name, path, weight}}")
+    root = Path(data_root) if data_root else Path.cwd()
+    sources, seen = [], set()
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or "path" not in e:
+            raise ConfigError(f"mixture {file}: source {i} needs a 'path' (token file prefix)")
+        name = str(e.get("name") or Path(e["path"]).name)
+        weight = e.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
+            raise ConfigError(f"mixture {file}: source {name!r} has weight {weight!r}; weights must be numbers > 0 "
+                              "(drop the source to leave it out)")
+        if name in seen:
+            raise ConfigError(f"mixture {file}: source name {name!r} appears twice")
+        seen.add(name)
+        path = Path(e["path"])
+        for suffix in (".bin", ".idx"):
+            if path.name.endswith(suffix):
+                path = path.with_name(path.name[: -len(suffix)])
+        sources.append(Source(name, path if path.is_absolute() else root / path, float(weight)))
+    return Mixture(str(raw.get("name") or file.stem), tuple(sources), file)

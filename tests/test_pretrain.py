@@ -1,0 +1,90 @@
+"""`train.py pretrain` end to end: token files the test writes, a mixture, 2 gloo ranks, resume."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import REPO, TRAIN, cpu_env, results, run_train
+from ds_parrots.data.indexed import IndexedWriter
+
+VOCAB = 128
+
+
+def write_corpus(root, name: str, docs: int, lo: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    (root / "data").mkdir(exist_ok=True)
+    with IndexedWriter(root / "data" / name, np.uint16) as w:
+        for _ in range(docs):
+            # A learnable stream: counting runs from a random start, then EOS (id 2).
+            start = int(rng.integers(lo, lo + 30))
+            w.add_document(np.append(np.arange(start, start + int(rng.integers(4, 20))) % VOCAB, 2))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    write_corpus(tmp_path, "web", 400, 3, 0)
+    write_corpus(tmp_path, "math", 200, 60, 1)
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"name": "toy", "sources": [{"name": "web", "path": "data/web", "weight": 0.7},
+                                                          {"name": "math", "path": "data/math", "weight": 0.3}]}))
+    return tmp_path
+
+
+def pretrain_args(root, *extra):
+    return ["pretrain", "--preset", "tiny-moe", "--model.vocab-size", str(VOCAB), "--data.mixture", str(root / "mix.json"),
+            "--data.data-root", str(root), "--data.seq-len", "32", "--data.val-sequences", "16",
+            "--train.steps", "8", "--train.global-batch", "8", "--train.micro-batch", "2", "--train.log-every", "1",
+            "--train.save-every", "4", "--train.eval-every", "4", "--train.eval-batch", "4", "--optim.lr", "3e-3",
+            "--optim.warmup-frac", "0", "--train.no-progress", "--train.out-dir", str(root / "runs"),
+            "--train.run-name", "pt", *extra]
+
+
+def test_two_ranks_pretrain_moe_zero3_and_resume_exactly(corpus):
+    args = pretrain_args(corpus, "--moe.ep-size", "2")
+    run_train(args, nproc=2)
+    run_dir = corpus / "runs" / "pt"
+    first = results(run_dir)
+    losses = [h["loss"] for h in first["loss_history"]]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert first["layout"]["local_experts_per_rank"] == [4, 4]
+    assert first["metrics"]["val_tokens"] == 16 * 32
+    assert first["metrics"]["val_ppl"] < VOCAB  # better than uniform
+    mix = first["mixture"]
+    assert mix["web"]["samples"] + mix["math"]["samples"] == 64
+    assert abs(mix["web"]["realized"] - 0.7) <= 2 / 64
+
+    (run_dir / "checkpoints" / "latest").write_text("step00000004")
+    run_train(args + ["--train.resume"], nproc=2)
+    resumed = results(run_dir)
+    assert [h["step"] for h in resumed["loss_history"]] == [5, 6, 7, 8]
+    for a, b in zip(resumed["loss_history"], first["loss_history"][4:]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+    assert resumed["metrics"]["val_loss"] == pytest.approx(first["metrics"]["val_loss"], rel=1e-5)
+
+
+def run_cli(args):
+    return subprocess.run([sys.executable, TRAIN, *args], cwd=REPO, env=cpu_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("change,message", [
+    (["--data.mixture", ""], "pretrain needs --data.mixture"),
+    (["--data.data-root", "/nonexistent"], "web.idx"),
+    (["--data.val-sequences", "100000"], "validation sequences"),
+])
+def test_pretrain_bad_input_is_one_line(corpus, change, message):
+    proc = run_cli(pretrain_args(corpus) + change)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and "real_accelerator" not in l]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (corpus / "runs").exists()
+
+
+def test_token_ids_beyond_the_model_vocabulary_are_refused(corpus):
+    # The files hold ids up to ~90 (uint16 fits any vocabulary here), the model only 64.
+    proc = run_cli(pretrain_args(corpus, "--model.vocab-size", "64", "--train.steps", "1"))
+    assert proc.returncode == 2
+    assert "is >= --model.vocab-size=64" in proc.stderr and "Traceback" not in proc.stderr
