@@ -88,3 +88,44 @@ def test_token_ids_beyond_the_model_vocabulary_are_refused(corpus):
     proc = run_cli(pretrain_args(corpus, "--model.vocab-size", "64", "--train.steps", "1"))
     assert proc.returncode == 2
     assert "is >= --model.vocab-size=64" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def ds_parrots_cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "ds_parrots.cli", *args], cwd=REPO, env=cpu_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_tokenizer_prepare_pretrain_end_to_end(tmp_path):
+    from text_corpus import english_lines
+
+    for name, seed in (("web", 0), ("books", 1)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n"
+                                                        for t in english_lines(400, seed)))
+    (tmp_path / "corpus.txt").write_text("\n".join(english_lines(300, 2)) + "\n")
+    ds_parrots_cli("tokenizer", "train", "--input", str(tmp_path / "corpus.txt"), "--vocab-size", "400",
+                   "--output", str(tmp_path / "tok" / "spm"))
+    tok = tmp_path / "tok" / "spm.model"
+    for name in ("web", "books"):
+        out = ds_parrots_cli("prepare", "--input", str(tmp_path / f"{name}.jsonl"), "--tokenizer", str(tok),
+                             "--output", str(tmp_path / "data" / name), "--num-proc", "2")
+        assert "prepared 400 documents" in out.stdout
+    (tmp_path / "mix.json").write_text(json.dumps({"name": "text", "sources": [
+        {"path": "data/web", "weight": 0.5}, {"path": "data/books", "weight": 0.5}]}))
+    base = ["pretrain", "--preset", "tiny-dense", "--data.mixture", str(tmp_path / "mix.json"),
+            "--data.data-root", str(tmp_path), "--data.tokenizer", str(tok), "--data.seq-len", "64",
+            "--data.val-sequences", "8", "--train.steps", "6", "--train.global-batch", "4", "--train.micro-batch", "4",
+            "--train.eval-batch", "4", "--optim.lr", "3e-3", "--optim.warmup-frac", "0", "--train.no-progress",
+            "--train.out-dir", str(tmp_path / "runs"), "--train.run-name", "e2e"]
+
+    small = run_cli(base + ["--model.vocab-size", "300"])  # smaller than the tokenizer's 400 pieces
+    assert small.returncode == 2 and "--model.vocab-size" in small.stderr and "Traceback" not in small.stderr
+
+    proc = run_train(base + ["--model.vocab-size", "448"])  # padded past the tokenizer: allowed
+    res = results(tmp_path / "runs" / "e2e")
+    assert res["step"] == 6 and res["metrics"]["val_tokens"] == 8 * 64
+    assert res["mixture"]["web"]["samples"] == res["mixture"]["books"]["samples"] == 12
+    losses = [h["loss"] for h in res["loss_history"]]
+    assert losses[-1] < losses[0]
+    assert "validation loss" in proc.stdout
