@@ -46,7 +46,9 @@ def require_resumable(run_dir: Path) -> str:
 # mismatch would silently continue a different experiment from the checkpoint.
 RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
                      "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
-                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name"}
+                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name",
+                     # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
+                     "data.data_root", "data.tokenizer"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
