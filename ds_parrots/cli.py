@@ -142,6 +142,8 @@ def prepare_command(argv: list[str]) -> int:
 
 # Commands parsed by tyro here; train parses its own flags and presets takes one.
 DATA_COMMANDS = {"tokenizer": tokenizer_command, "prepare": prepare_command}
+# Commands that live in their own module, each with `main(argv) -> int` (parsing its own flags).
+MODULE_COMMANDS = {"topology": "ds_parrots.topology", "sweep": "ds_parrots.sweep"}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -165,6 +167,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(presets_table(vocab))
         print("\nSynthetic tasks set the vocabulary from their tokenizer; sizes above use the vocab shown.")
         return 0
+    if cmd in MODULE_COMMANDS:
+        import importlib
+
+        try:
+            return importlib.import_module(MODULE_COMMANDS[cmd]).main(rest)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if cmd in DATA_COMMANDS:
         try:
             return DATA_COMMANDS[cmd](rest)
