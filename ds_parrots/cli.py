@@ -7,6 +7,10 @@
     ds-parrots prepare --input F [F ...] --tokenizer tok.model --output data/name [--num-proc N] [flags]
                                                                tokenize text into data/name.bin / .idx
 
+    ds-parrots topology [--hostfile H | --slurm | --gpus-per-node G] -- <train args>
+                                                               the world / expert / data-parallel sizes a launch gets
+    ds-parrots sweep <grid> [--run | --emit slurm] [flags]      expand one of the paper's grids into runs
+
 `<command> --help` lists a command's flags.
 """
 

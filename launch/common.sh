@@ -1,0 +1,58 @@
+# shellcheck shell=bash disable=SC2034  # (its variables are used by the scripts that source it)
+# Shared by the launch scripts (sourced, not run): where the repository is, which python / deepspeed
+# to call, the topology check every launch prints first, and the dry run.
+#
+# Environment (all optional):
+#   DS_PARROTS_PYTHON       python that has ds_parrots importable (default: python)
+#   DS_PARROTS_DEEPSPEED    the DeepSpeed launcher command (default: deepspeed; e.g. "python -m deepspeed.launcher.runner")
+#   DS_PARROTS_MASTER_PORT  rendezvous port on the master node (default: 29500)
+#   DS_PARROTS_DRY_RUN=1    print the commands instead of running them (the topology check still runs)
+
+# The repository: DS_PARROTS_REPO, else the folder above this file (SLURM runs a copy of the batch
+# script from its spool folder, so slurm.sbatch sets DS_PARROTS_REPO from the submit directory).
+DS_PARROTS_REPO=${DS_PARROTS_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+TRAIN_PY="$DS_PARROTS_REPO/ds_parrots/train.py"
+MASTER_PORT_DEFAULT=29500
+read -r -a PYTHON_CMD <<< "${DS_PARROTS_PYTHON:-python}"
+read -r -a DEEPSPEED_CMD <<< "${DS_PARROTS_DEEPSPEED:-deepspeed}"
+
+# Print the resolved world / expert-parallel / data-parallel sizes and refuse (exit 2, one line naming
+# the flag) a combination that cannot run, before any node starts. Arguments: topology flags, then
+# `--` and the train.py arguments. The repository goes on PYTHONPATH so a checkout that was never
+# pip-installed works too.
+print_topology() {
+    PYTHONPATH="$DS_PARROTS_REPO${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON_CMD[@]}" -m ds_parrots.cli topology "$@"
+}
+
+# Print a command for DS_PARROTS_DRY_RUN=1 (shell-quoted, so it can be pasted); returns 1 otherwise.
+dry_run() {
+    [[ "${DS_PARROTS_DRY_RUN:-0}" == 1 ]] || return 1
+    printf 'dry run:'
+    printf ' %q' "$@"
+    printf '\n'
+}
+
+# Run a command (or print it in a dry run).
+run() {
+    dry_run "$@" || "$@"
+}
+
+# Replace this shell by the command (or print it in a dry run): the launcher then gets the scheduler's
+# and the terminal's signals itself.
+run_exec() {
+    dry_run "$@" || exec "$@"
+}
+
+# DeepSpeed's launcher exports the KEY=VALUE lines of ~/.deepspeed_env and then ./.deepspeed_env (name
+# from DS_ENV_FILE) to every node, but only when it starts the nodes itself over ssh. The --no_ssh
+# forms start each node separately, so they export the same files here, in the same order.
+export_deepspeed_env() {
+    local dir file line
+    for dir in "$HOME" .; do
+        file="$dir/${DS_ENV_FILE:-.deepspeed_env}"
+        [[ -f "$file" ]] || continue
+        while IFS= read -r line || [[ -n "$line" ]]; do
+            [[ -n "$line" ]] && export "${line?}"
+        done < "$file"
+    done
+}
