@@ -1,6 +1,7 @@
 """`ds-parrots`: the console entry point.
 
-    ds-parrots train <phonebook|shortest-path|two-hop> [flags]   one-process training (same flags as train.py)
+    ds-parrots train <phonebook|shortest-path|two-hop|pretrain> [flags]
+                                                               one-process training (same flags as train.py)
     ds-parrots presets [--vocab-size N]                         the named model presets and their sizes
     ds-parrots tokenizer train --input F [F ...] --output tok [--vocab-size 32000] [flags]
                                                                train a sentencepiece tokenizer (tok.model)
