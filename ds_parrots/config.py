@@ -164,8 +164,9 @@ class TrainConfig:
     global_batch: int = 64
     """Sequences per optimizer step over all ranks; reached by gradient accumulation when micro_batch x
     data-parallel ranks is smaller."""
-    micro_batch: int = 64
-    """Sequences per rank per forward/backward."""
+    micro_batch: Optional[int] = None
+    """Sequences per rank per forward/backward. None: each rank's whole share of the global batch (global
+    batch / ranks, no accumulation); set it lower to fit memory, and gradient accumulation makes up the rest."""
     zero_stage: Literal[0, 1, 2, 3] = 3
     """ZeRO stage (3 shards parameters, gradients and optimizer state). The native MoE backend needs <= 2."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -202,7 +203,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.save_every < 0 or self.eval_every < 0:
             raise ConfigError("--train.save-every and --train.eval-every must be >= 0")

@@ -29,11 +29,22 @@ def resolve_precision(train: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() else "fp32"
 
 
+def micro_batch_size(train: TrainConfig, world_size: int) -> int:
+    """--train.micro-batch, or when unset each rank's share of the global batch."""
+    if train.micro_batch is not None:
+        return train.micro_batch
+    if train.global_batch % world_size:
+        raise ConfigError(f"--train.global-batch={train.global_batch} does not split evenly over {world_size} ranks; "
+                          "set --train.micro-batch (gradient accumulation makes up the rest) or change the global batch")
+    return train.global_batch // world_size
+
+
 def gradient_accumulation(train: TrainConfig, world_size: int) -> int:
-    per_pass = train.micro_batch * world_size
+    micro = micro_batch_size(train, world_size)
+    per_pass = micro * world_size
     if train.global_batch % per_pass:
         raise ConfigError(f"--train.global-batch={train.global_batch} is not a multiple of --train.micro-batch="
-                          f"{train.micro_batch} x {world_size} ranks = {per_pass}; change one of them")
+                          f"{micro} x {world_size} ranks = {per_pass}; change one of them")
     return train.global_batch // per_pass
 
 
@@ -78,7 +89,7 @@ def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, trai
         cfg = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"DeepSpeed config template {path} is not valid JSON: {e}") from None
-    cfg["train_micro_batch_size_per_gpu"] = train.micro_batch
+    cfg["train_micro_batch_size_per_gpu"] = micro_batch_size(train, world_size)
     cfg["gradient_accumulation_steps"] = gradient_accumulation(train, world_size)
     cfg["train_batch_size"] = train.global_batch
     cfg["gradient_clipping"] = optim.grad_clip

@@ -17,7 +17,8 @@ from ds_parrots import checkpoint
 from ds_parrots.config import ModelConfig, RunConfig
 from ds_parrots.data.task_batches import iterate_steps
 from ds_parrots.distributed import ensure_process_group
-from ds_parrots.engine import env_world_size, initialize, resolve_precision, train_step, validate
+from ds_parrots.engine import (env_world_size, initialize, micro_batch_size, resolve_precision, train_step,
+                               validate)
 from ds_parrots.logs import RunLogger, coefficient_of_variation
 from ds_parrots.model import build_model
 from ds_parrots.model.counting import describe
@@ -47,7 +48,7 @@ def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_
     log.info(describe(model_cfg))
     log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
              f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
-             f"{resolve_precision(run.train)}, micro batch {run.train.micro_batch} x accumulation {accumulation} "
+             f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation {accumulation} "
              f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
     return trainer
 

@@ -17,6 +17,7 @@ from ds_parrots.config import ConfigError, DataConfig, ModelConfig, RunConfig
 from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.mixture import Mixture, load_mixture
 from ds_parrots.data.sampler import PretrainBatches, PretrainSamples, to_batch
+from ds_parrots.engine import micro_batch_size
 from ds_parrots.loop import (build_trainer, check_before_launch, experts_per_rank, layout, open_run,
                              run_config_dict, train_loop)
 from ds_parrots.model.counting import count_params
@@ -112,7 +113,7 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
 
     rank, world_size, log = open_run(run_dir, config, run)
     try:
-        batches = CheckedBatches(samples, train.global_batch, train.micro_batch, world_size, rank,
+        batches = CheckedBatches(samples, train.global_batch, micro_batch_size(train, world_size), world_size, rank,
                                  vocab_size=model_cfg.vocab_size)
         trainer = build_trainer(model_cfg, run, log, world_size, batches.accumulation)
         experts = experts_per_rank(trainer)

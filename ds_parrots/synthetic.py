@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, RunConfig
 from ds_parrots.data.task_batches import TaskBatches
+from ds_parrots.engine import micro_batch_size
 from ds_parrots.generate import evaluate_task
 from ds_parrots.loop import (build_trainer, check_before_launch, experts_per_rank, layout, open_run,
                              run_config_dict, train_loop)
@@ -52,7 +53,8 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
             dist.barrier()
             if rank != 0:
                 task = cached_task(task, train.cache_dir, progress=False)
-        batches = TaskBatches(task, train.seed, train.global_batch, train.micro_batch, world_size, rank)
+        batches = TaskBatches(task, train.seed, train.global_batch, micro_batch_size(train, world_size), world_size,
+                              rank)
         trainer = build_trainer(model_cfg, run, log, world_size, batches.accumulation)
         experts = experts_per_rank(trainer)
         log.info(f"task: {task_name}, {task.train_size():,} training examples, {len(task.eval_examples()):,} eval "

@@ -223,12 +223,12 @@ def machines(args: TopologyArgs, env: Mapping[str, str]) -> list[tuple[str, int]
 def resolve(hosts: list[tuple[str, int]], model: ModelConfig, moe: MoEConfig, train: TrainConfig) -> Topology:
     """The sizes of a launch on `hosts`; ConfigError (from engine.validate, the checks a run makes) if the
     model, expert parallelism or batch cannot run on that world."""
-    from ds_parrots.engine import gradient_accumulation, validate  # imports torch: only once args parsed
+    from ds_parrots.engine import gradient_accumulation, micro_batch_size, validate  # imports torch: only once args parsed
 
     world = sum(slots for _, slots in hosts)
     validate(model, moe, train, world)
     return Topology(hosts=hosts, ep_size=moe.ep_size, num_experts=model.num_experts,
-                    micro_batch=train.micro_batch, accumulation=gradient_accumulation(train, world))
+                    micro_batch=micro_batch_size(train, world), accumulation=gradient_accumulation(train, world))
 
 
 def main(argv: list[str]) -> int:

@@ -82,3 +82,13 @@ def test_no_weight_decay_on_norms():
     assert any("experts.gate_up_proj" in names[id(p)] for p in decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_unset_micro_batch_is_each_ranks_share_of_the_global_batch():
+    train = TrainConfig(global_batch=64)
+    for world in (1, 2, 8):
+        assert gradient_accumulation(train, world) == 1
+        cfg = build_ds_config(DENSE, MoEConfig(), OptimConfig(), train, world)
+        assert cfg["train_micro_batch_size_per_gpu"] == 64 // world
+    with pytest.raises(ConfigError, match="does not split evenly over 3 ranks; set --train.micro-batch"):
+        gradient_accumulation(train, 3)
