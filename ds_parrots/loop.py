@@ -17,7 +17,7 @@ from ds_parrots import checkpoint
 from ds_parrots.config import ModelConfig, RunConfig
 from ds_parrots.data.task_batches import iterate_steps
 from ds_parrots.distributed import ensure_process_group
-from ds_parrots.engine import (env_world_size, initialize, micro_batch_size, resolve_precision, train_step,
+from ds_parrots.engine import (env_world_size, gradient_accumulation, initialize, micro_batch_size, resolve_precision, train_step,
                                validate)
 from ds_parrots.logs import RunLogger, coefficient_of_variation
 from ds_parrots.model import build_model
@@ -42,13 +42,14 @@ def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, Run
     return rank, dist.get_world_size(), log
 
 
-def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int, accumulation: int):
+def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int):
     torch.manual_seed(run.train.seed)  # identical initial weights on every rank
     trainer = initialize(build_model(model_cfg, run.moe), model_cfg, run.moe, run.optim, run.train)
     log.info(describe(model_cfg))
     log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
              f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
-             f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation {accumulation} "
+             f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation "
+             f"{gradient_accumulation(run.train, world_size)} "
              f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
     return trainer
 

@@ -24,6 +24,11 @@ from ds_parrots.model.counting import count_params
 from ds_parrots.synthetic import model_tag
 
 
+def pretrain_model(model: ModelConfig, data: DataConfig) -> ModelConfig:
+    """The model as pre-trained: its rotary tables sized to --data.seq-len."""
+    return dataclasses.replace(model, max_seq_len=data.seq_len)
+
+
 def tokenizer_vocab(data: DataConfig, model: ModelConfig):
     """The tokenizer's vocabulary size when --data.tokenizer is given (checked against the model's), else None.
     A model vocabulary larger than the tokenizer's is fine (padding); ids past the model's are caught per batch."""
@@ -104,7 +109,7 @@ def mixture_report(mixture: Mixture, samples: PretrainSamples, num_samples: int)
 
 def pretrain(run: RunConfig, data: DataConfig) -> dict:
     train = run.train
-    model_cfg = dataclasses.replace(run.model, max_seq_len=data.seq_len)
+    model_cfg = pretrain_model(run.model, data)
     mixture, samples = build_samples(data, model_cfg, train.seed)
     run_dir = Path(train.out_dir) / (train.run_name or
                                      f"pretrain-{mixture.name}-{model_tag(model_cfg, run.moe)}-s{train.seed}")
@@ -115,7 +120,7 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
     try:
         batches = CheckedBatches(samples, train.global_batch, micro_batch_size(train, world_size), world_size, rank,
                                  vocab_size=model_cfg.vocab_size)
-        trainer = build_trainer(model_cfg, run, log, world_size, batches.accumulation)
+        trainer = build_trainer(model_cfg, run, log, world_size)
         experts = experts_per_rank(trainer)
         planned = mixture_report(mixture, samples, train.steps * train.global_batch)
         log.info(f"data: mixture {mixture.name} ({mixture.file}), sequences of {data.seq_len} tokens, "

@@ -30,13 +30,18 @@ def default_run_name(task_name: str, task_cfg, model: ModelConfig, moe: MoEConfi
     return f"{task_name}{size_tag}-{model_tag(model, moe)}-s{seed}"
 
 
+def task_model(model: ModelConfig, task) -> ModelConfig:
+    """The model as trained on `task`: its vocabulary and sequence length come from the task's tokenizer."""
+    return dataclasses.replace(model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
+
+
 def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
     """Train and score; returns the results dict (the same on every rank)."""
     try:
         task = build_task(task_name, task_cfg)
     except ValueError as e:
         raise ConfigError(f"{task_name}: {e}") from None
-    model_cfg = dataclasses.replace(run.model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
+    model_cfg = task_model(run.model, task)
     train = run.train
     run_dir = Path(train.out_dir) / (train.run_name or default_run_name(task_name, task_cfg, model_cfg, run.moe,
                                                                           train.seed))
@@ -55,7 +60,7 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
                 task = cached_task(task, train.cache_dir, progress=False)
         batches = TaskBatches(task, train.seed, train.global_batch, micro_batch_size(train, world_size), world_size,
                               rank)
-        trainer = build_trainer(model_cfg, run, log, world_size, batches.accumulation)
+        trainer = build_trainer(model_cfg, run, log, world_size)
         experts = experts_per_rank(trainer)
         log.info(f"task: {task_name}, {task.train_size():,} training examples, {len(task.eval_examples()):,} eval "
                  f"queries; run dir {run_dir}")

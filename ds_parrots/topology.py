@@ -223,7 +223,8 @@ def machines(args: TopologyArgs, env: Mapping[str, str]) -> list[tuple[str, int]
 def resolve(hosts: list[tuple[str, int]], model: ModelConfig, moe: MoEConfig, train: TrainConfig) -> Topology:
     """The sizes of a launch on `hosts`; ConfigError (from engine.validate, the checks a run makes) if the
     model, expert parallelism or batch cannot run on that world."""
-    from ds_parrots.engine import gradient_accumulation, micro_batch_size, validate  # imports torch: only once args parsed
+    # engine imports torch: only once the arguments parsed.
+    from ds_parrots.engine import gradient_accumulation, micro_batch_size, validate
 
     world = sum(slots for _, slots in hosts)
     validate(model, moe, train, world)

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from ds_parrots.distributed import free_port  # noqa: F401  (re-exported for the tests)
+
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "ds_parrots" / "train.py")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_env() -> dict:
@@ -45,3 +41,11 @@ def run_train(args: list[str], nproc: int = 1, timeout: int = 600, check: bool =
 
 def results(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "results.json").read_text())
+
+
+def resume_from(run_dir: Path, args: list[str], step: int, nproc: int) -> dict:
+    """Pretend the run died after its checkpoint of `step`: point `latest` back at it, rerun the same
+    command with --train.resume, and return the new results (their loss_history starts at step + 1)."""
+    (Path(run_dir) / "checkpoints" / "latest").write_text(f"step{step:08d}")
+    run_train(args + ["--train.resume"], nproc=nproc)
+    return results(run_dir)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import REPO, TRAIN, cpu_env, results, run_train
+from helpers import REPO, TRAIN, cpu_env, results, resume_from, run_train
 from ds_parrots.data.indexed import IndexedWriter
 
 VOCAB = 128
@@ -56,9 +56,7 @@ def test_two_ranks_pretrain_moe_zero3_and_resume_exactly(corpus):
     assert mix["web"]["samples"] + mix["math"]["samples"] == 64
     assert abs(mix["web"]["realized"] - 0.7) <= 2 / 64
 
-    (run_dir / "checkpoints" / "latest").write_text("step00000004")
-    run_train(args + ["--train.resume"], nproc=2)
-    resumed = results(run_dir)
+    resumed = resume_from(run_dir, args, 4, nproc=2)
     assert [h["step"] for h in resumed["loss_history"]] == [5, 6, 7, 8]
     for a, b in zip(resumed["loss_history"], first["loss_history"][4:]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)

@@ -1,17 +1,9 @@
 """Tokenize a text corpus once into a Megatron `.bin` / `.idx` token file pair (`ds-parrots prepare`).
 
-Inputs, read in the order given, each document becoming its ids followed by eos:
-  .jsonl / .ndjson   one JSON object per line, the text in --text-field (blank lines are not documents)
-  .txt               one document per line
-  .parquet           the --text-field column
-  .json, and any of these compressed (.gz / .bz2 / .xz)   read with Hugging Face `datasets`
-  one name that is no local file                         a Hugging Face Hub dataset (needs internet)
-
-How the work is split: the input is cut into contiguous tasks of about equal bytes, many more than
-processes so that uneven documents still balance: newline-aligned byte ranges of .jsonl / .txt, row groups
-of .parquet, row ranges of what `datasets` loaded. Workers read their own tasks, so parsing runs in
-parallel with, and in the same processes as, encoding: `datasets` would first convert the whole input to
-Arrow in one process, which measured 16-30% of the encode time at 2 processes and grows with more.
+Inputs are read in the order given, each document becoming its ids followed by eos; the formats and
+the split of the input into contiguous tasks are in data/sources.py. Workers read their own tasks, so
+parsing runs in parallel with, and in the same processes as, encoding: `datasets` would first convert the
+whole input to Arrow in one process, which measured 16-30% of the encode time at 2 processes.
 Each worker, with its own tokenizer, writes a task's tokens to a raw part file; the parent appends the
 parts in task order to one IndexedWriter, so the output does not depend on the number of processes.
 The writer renames the pair into place only at the end and the parts live in a temporary folder beside the

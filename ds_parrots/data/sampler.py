@@ -28,6 +28,7 @@ import torch
 
 from ds_parrots.config import ConfigError
 from ds_parrots.data.permutation import permute
+from ds_parrots.data.step_layout import StepLayout
 
 BLOCK = 4096
 _SPLIT, _EPOCH, _BLEND = 1, 2, 3  # key purposes
@@ -194,19 +195,12 @@ def to_batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return t[:, :-1].contiguous(), t[:, 1:].contiguous()
 
 
-class PretrainBatches:
-    """Micro-batches of a step on one rank; the same sample layout as data/task_batches.TaskBatches:
-    micro-batch m of step s on rank r holds samples s*G + (m*W + r)*B ... + B-1."""
+class PretrainBatches(StepLayout):
+    """Micro-batches of a step on one rank (the layout of data/step_layout.py)."""
 
     def __init__(self, samples: PretrainSamples, global_batch: int, micro_batch: int, world_size: int, rank: int):
+        super().__init__(global_batch, micro_batch, world_size, rank)
         self.samples = samples
-        self.global_batch, self.micro_batch = global_batch, micro_batch
-        self.world_size, self.rank = world_size, rank
-        self.accumulation = global_batch // (micro_batch * world_size)
-
-    def sample_ids(self, step: int, micro: int) -> np.ndarray:
-        start = step * self.global_batch + (micro * self.world_size + self.rank) * self.micro_batch
-        return np.arange(start, start + self.micro_batch)
 
     def step_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # One read for the whole step: the per-call cost is paid once, not per micro-batch.

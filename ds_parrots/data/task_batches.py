@@ -1,9 +1,9 @@
 """Batches of a synthetic task, addressed rather than iterated.
 
 Sample i of the run is example perm_{epoch}(i mod N) with epoch = i // N and perm a seeded
-permutation: a pure function of (i, seed). Micro-batch m of step s on rank r holds samples
-s*G + (m*W + r)*B ... + B-1 (G global batch, W ranks, B micro batch), so each rank builds only its
-own samples and resuming at step s needs nothing but s.
+permutation: a pure function of (i, seed). Which samples a rank reads at each step is the shared
+layout of data/step_layout.py, so each rank builds only its own samples and resuming at step s needs
+nothing but s.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ds_parrots.data.step_layout import StepLayout
 from ds_parrots.tasks.base import Example, SyntheticTask
 
 IGNORE = -100
@@ -32,13 +33,11 @@ def collate(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.T
     return inputs, targets
 
 
-class TaskBatches:
+class TaskBatches(StepLayout):
     def __init__(self, task: SyntheticTask, seed: int, global_batch: int, micro_batch: int, world_size: int,
                  rank: int):
+        super().__init__(global_batch, micro_batch, world_size, rank)
         self.task, self.seed = task, seed
-        self.global_batch, self.micro_batch = global_batch, micro_batch
-        self.world_size, self.rank = world_size, rank
-        self.accumulation = global_batch // (micro_batch * world_size)
         self.size = task.train_size()
         self._perm_epoch, self._perm = -1, None
 
@@ -48,11 +47,6 @@ class TaskBatches:
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
             self._perm_epoch = epoch
         return int(self._perm[pos])
-
-    def sample_ids(self, step: int, micro: int) -> range:
-        """Global sample numbers of micro-batch `micro` of optimizer step `step` on this rank."""
-        start = step * self.global_batch + (micro * self.world_size + self.rank) * self.micro_batch
-        return range(start, start + self.micro_batch)
 
     def micro_batch_at(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         examples = [self.task.train_example(self.example_index(i)) for i in self.sample_ids(step, micro)]

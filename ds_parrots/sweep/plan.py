@@ -4,7 +4,6 @@ DeepSpeed config and its parameter counts. Anything wrong fails here, naming the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import math
 import os
@@ -81,14 +80,17 @@ def _sized_model(subcommand: str, run):
     """The model as train.py will build it: synthetic tasks set the vocabulary and sequence length from their
     tokenizer (as ds_parrots.synthetic does), pre-training the sequence length from --data.seq-len."""
     if subcommand == "pretrain":
-        return dataclasses.replace(run.model, max_seq_len=run.data.seq_len)
+        from ds_parrots.pretrain import pretrain_model
+
+        return pretrain_model(run.model, run.data)
+    from ds_parrots.synthetic import task_model
     from ds_parrots.tasks import build_task
 
     key = (subcommand, repr(run.task))
     if key not in _task_cache:  # a 3e6-entry phone-book takes ~0.3 s to build; 15 runs share each book
         _task_cache[key] = build_task(subcommand, run.task)
     task = _task_cache[key]
-    return dataclasses.replace(run.model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
+    return task_model(run.model, task)
 
 
 # Flags the sweep sets for every run, and what to do instead of giving them in --extra.
@@ -134,7 +136,7 @@ def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_siz
         except ConfigError as e:
             if extra_args:
                 blame = f"check --extra {extra!r}"
-            elif gpus > 1:  # train.py's defaults are sized for one process (its batch, for one)
+            elif gpus > 1:  # e.g. a global batch that does not split over --gpus ranks
                 blame = f"adjust the runs to --gpus {gpus} with --extra"
             else:
                 blame = "the grid itself is wrong, please report it"
