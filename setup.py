@@ -9,9 +9,11 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["ds_parrots", "ds_parrots.*"]) + ["ds_parrots.ds_configs"],
-    # The DeepSpeed JSON templates live at the repo root (ds_configs/) and install inside the package.
-    package_dir={"ds_parrots.ds_configs": "ds_configs"},
+    packages=(find_packages(include=["ds_parrots", "ds_parrots.*"]) + ["ds_parrots.ds_configs"]
+              + ["ds_parrots_eval" + p[len("eval"):] for p in find_packages(include=["eval", "eval.*"])]),
+    # The DeepSpeed JSON templates live at the repo root (ds_configs/) and install inside the package;
+    # the offline evaluation lives at the repo root (eval/) and installs as ds_parrots_eval.
+    package_dir={"ds_parrots.ds_configs": "ds_configs", "ds_parrots_eval": "eval"},
     package_data={"ds_parrots.ds_configs": ["*.json", "*/*.json"]},
     install_requires=[
         # Install torch first on CPU-only machines (`pip install torch==2.13.0`): an unpinned torch
@@ -25,7 +27,12 @@ setup(
         "sentencepiece>=0.2",
         "datasets>=2.18",
         "safetensors>=0.4",
+        # PNG figures with log axes (ds-parrots-eval plot, ds-parrots reproduce): nothing hand-written
+        # would match matplotlib's axes, ticks and legends.
+        "matplotlib>=3.7",
     ],
-    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.2"]},
-    entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:console"]},
+    # transformers only for the export parity tests (and for users who load the export with lm_eval).
+    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.2", "transformers>=4.46"]},
+    entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:console",
+                                      "ds-parrots-eval=ds_parrots_eval.cli:console"]},
 )

@@ -11,6 +11,13 @@
     ds-parrots topology [--hostfile H | --slurm | --gpus-per-node G] -- <train args>
                                                                the world / expert / data-parallel sizes a launch gets
     ds-parrots sweep <grid> [--run | --emit slurm] [flags]      expand one of the paper's grids into runs
+    ds-parrots reproduce <phonebook|shortest-path> --scale <smoke|tiny|paper> [flags]
+                                                               a whole experiment of the paper, grid to figure
+
+    ds-parrots consolidate <run_dir|checkpoint> --out model.safetensors
+                                                               any checkpoint -> one fp32 state dict + JSON sidecar
+    ds-parrots export-hf <run_dir|checkpoint|model.safetensors> --out dir/
+                                                               a Hugging Face Mistral / Mixtral folder
 
 `<command> --help` lists a command's flags.
 """
@@ -148,7 +155,9 @@ def prepare_command(argv: list[str]) -> int:
 # Commands parsed by tyro here; train parses its own flags and presets takes one.
 DATA_COMMANDS = {"tokenizer": tokenizer_command, "prepare": prepare_command}
 # Commands that live in their own module, each with `main(argv) -> int` (parsing its own flags).
-MODULE_COMMANDS = {"topology": "ds_parrots.topology", "sweep": "ds_parrots.sweep"}
+MODULE_COMMANDS = {"topology": "ds_parrots.topology", "sweep": "ds_parrots.sweep",
+                   "consolidate": "ds_parrots.consolidate", "export-hf": "ds_parrots.hf_export",
+                   "reproduce": "ds_parrots.reproduce"}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

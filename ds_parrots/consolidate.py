@@ -1,0 +1,182 @@
+"""`ds-parrots consolidate`: any checkpoint -> one fp32 safetensors file plus a JSON sidecar, and the
+loaders that evaluation, export and --train.init-from share.
+
+    ds-parrots consolidate runs/my-run --out my-run.safetensors      (newest checkpoint of the run)
+    ds-parrots consolidate runs/my-run/checkpoints/step00001000 --out step1000.safetensors
+
+The sidecar (`my-run.json` beside `my-run.safetensors`) holds the model configuration, the MoE backend it
+trained with, the task or the tokenizer path, and the step, so the file is all an evaluation needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import tyro
+
+from ds_parrots.checkpoint_reader import check_against_model, load_tensors, model_shapes, read_checkpoint
+from ds_parrots.config import ConfigError, ModelConfig
+
+FORMAT = "ds_parrots.consolidated"
+VERSION = 1
+
+
+def sidecar_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def resolve(path: Path) -> tuple[Path, Path]:
+    """(checkpoint tag directory, run directory) for a run dir, its checkpoints/ dir, or one tag dir."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such checkpoint, run directory or file")
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if (path / "latest").is_file():
+        tag = (path / "latest").read_text().strip()
+        if not (path / tag).is_dir():
+            raise ConfigError(f"{path / 'latest'} names {tag!r}, which is not a directory there")
+        return path / tag, path.parent
+    if path.is_dir() and any(p.name.endswith("model_states.pt") for p in path.iterdir()):
+        return path, path.parent.parent
+    raise ConfigError(f"{path} is neither a run directory (with checkpoints/latest) nor a checkpoint step "
+                      "directory (with *model_states.pt)")
+
+
+def run_metadata(run_dir: Path, tag_dir: Path) -> dict:
+    """What an evaluation needs to rebuild the model and its inputs, from the run's config.json."""
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{cfg_path} is missing: the checkpoint {tag_dir} cannot be read without the run's "
+                          "configuration (ds_parrots writes it when a run starts)")
+    config = json.loads(cfg_path.read_text())
+    for key in ("model", "train"):
+        if key not in config:
+            raise ConfigError(f"{cfg_path} has no '{key}' section; is it a ds_parrots run configuration?")
+    tag = tag_dir.name
+    step = int(tag[4:]) if tag.startswith("step") and tag[4:].isdigit() else None
+    moe = (config.get("moe") or {}) if int(config["model"].get("num_experts", 1)) > 1 else {}
+    tokenizer = (config.get("data") or {}).get("tokenizer")
+    if tokenizer is not None:
+        tokenizer = str(Path(tokenizer).resolve())
+    return {"format": FORMAT, "version": VERSION, "model": config["model"], "moe_backend": moe.get("backend"),
+            "ep_size": moe.get("ep_size", 1), "zero_stage": config["train"].get("zero_stage"),
+            "precision": config["train"].get("precision"), "task_name": config.get("task_name"),
+            "task_config": config.get("task"), "tokenizer": tokenizer, "data": config.get("data"),
+            "step": step, "source": str(tag_dir.resolve()), "run_config": config}
+
+
+def model_config(meta: dict, source: Path) -> ModelConfig:
+    try:
+        return ModelConfig(**meta["model"])
+    except (TypeError, KeyError, ConfigError) as e:
+        raise ConfigError(f"{source}: the saved model configuration is not one this ds_parrots can build ({e})") from None
+
+
+def _read_sidecar(weights: Path) -> dict:
+    side = sidecar_path(weights)
+    if not side.is_file():
+        raise ConfigError(f"{weights}: its sidecar {side} is missing (it holds the model configuration); "
+                          "consolidate again or copy the .json next to the .safetensors")
+    meta = json.loads(side.read_text())
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{side} is not a ds_parrots consolidated-checkpoint sidecar (format "
+                          f"{meta.get('format')!r})")
+    return meta
+
+
+def consolidated_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(fp32 state dict in the single-device model's names, metadata) from a consolidated .safetensors
+    file, a run directory, or one checkpoint step directory. The state dict is checked against the model."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        meta = _read_sidecar(path)
+        state = load_tensors(path)
+    else:
+        tag_dir, run_dir = resolve(path)
+        meta = run_metadata(run_dir, tag_dir)
+        cfg = model_config(meta, run_dir / "config.json")
+        state = read_checkpoint(tag_dir, cfg, int(meta.get("ep_size") or 1))
+    cfg = model_config(meta, path)
+    check_against_model(state, model_shapes(cfg), path)
+    return state, meta
+
+
+def load_model(path: Path, dtype: torch.dtype = torch.float32):
+    """(the single-device CausalLM with the checkpoint's weights, in eval mode, metadata). MoE models load
+    into the dropless reference layer whatever backend trained them."""
+    from ds_parrots.config import MoEConfig
+    from ds_parrots.model import build_model
+
+    state, meta = consolidated_state(path)
+    model = build_model(model_config(meta, path), MoEConfig(backend="autoep"))
+    model.load_state_dict(state, strict=True)
+    return model.to(dtype).eval(), meta
+
+
+def save_consolidated(state: dict[str, torch.Tensor], meta: dict, out: Path, overwrite: bool = False) -> Path:
+    """Write out (.safetensors) and its sidecar atomically: temporary files renamed at the end."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out {out}: the consolidated file must end in .safetensors")
+    side = sidecar_path(out)
+    if not overwrite and (out.exists() or side.exists()):
+        raise ConfigError(f"{out if out.exists() else side} exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, tmp_side = out.with_name(f".{out.name}.tmp"), side.with_name(f".{side.name}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": FORMAT})
+        tmp_side.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        os.replace(tmp, out)  # the weights first: a sidecar never describes a missing file
+        os.replace(tmp_side, side)
+    finally:
+        for t in (tmp, tmp_side):
+            t.unlink(missing_ok=True)
+    return out
+
+
+@dataclass
+class ConsolidateArgs:
+    """Turn a checkpoint of any ZeRO stage, MoE backend, world size and expert-parallel size into one
+    full-precision (fp32) safetensors file plus a JSON sidecar (model config, task or tokenizer, step).
+    Reads the fp32 master weights from the optimizer partitions (exact even for bf16 runs); runs on one
+    CPU process, no GPU or process group needed."""
+
+    checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
+    """A run directory (its newest checkpoint), its checkpoints/ directory, or one checkpoint step directory
+    (runs/<run>/checkpoints/step00001000)."""
+    out: Path
+    """Output file, ending in .safetensors; the sidecar is written beside it with the suffix .json."""
+    overwrite: bool = False
+    """Replace an existing output file and sidecar."""
+
+
+def main(argv: list[str]) -> int:
+    import time
+
+    args = tyro.cli(ConsolidateArgs, args=argv, prog="ds-parrots consolidate",
+                    description=ConsolidateArgs.__doc__)
+    start = time.perf_counter()
+    if not args.overwrite and Path(args.out).exists():
+        raise ConfigError(f"{args.out} exists; pass --overwrite to replace it")
+    state, meta = consolidated_state(args.checkpoint)
+    from ds_parrots.model.counting import count_params
+
+    meta["params"] = count_params(model_config(meta, args.checkpoint)).as_dict()
+    save_consolidated(state, meta, args.out, args.overwrite)
+    numel = sum(v.numel() for v in state.values())
+    print(f"consolidated {meta['source']} (step {meta['step']}, ZeRO-{meta['zero_stage']}, "
+          f"{meta['moe_backend'] or 'dense'}{', ep ' + str(meta['ep_size']) if meta['moe_backend'] else ''}) "
+          f"-> {args.out} ({len(state)} tensors, {numel:,} fp32 values) and {sidecar_path(args.out)} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
