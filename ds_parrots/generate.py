@@ -27,9 +27,41 @@ def _all_ranks(flag: bool, device) -> bool:
 @torch.no_grad()
 def greedy_generate(forward: Callable[[torch.Tensor], torch.Tensor], prompts: list[list[int]],
                     max_new_tokens: int, pad_id: int, eos_id: int, device) -> list[list[int]]:
-    """Greedy continuation of each prompt (up to and including <eos>), without a KV cache.
+    """Greedy continuation of each prompt (up to and including <eos>).
 
-    Prompts are right-padded; a causal model's logit at a sequence's last real position ignores the
+    `forward` is our CausalLM (decoded with a KV cache) or any callable ids -> logits (decoded by
+    re-running the whole sequence)."""
+    if hasattr(forward, "new_cache"):
+        return _cached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device)
+    return _uncached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device)
+
+
+def _cached_greedy(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int,
+                   device) -> list[list[int]]:
+    """Prompts left-padded to one length, one prefill, then one token per step through the KV cache."""
+    width = max(len(p) for p in prompts)
+    pad = torch.tensor([width - len(p) for p in prompts], device=device)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(p, device=device)
+    cache = model.new_cache(pad, width + max_new_tokens)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    out: list[list[int]] = [[] for _ in prompts]
+    step_input = ids
+    for _ in range(max_new_tokens):
+        if _all_ranks(bool(done.all()), device):
+            break
+        nxt = model(step_input, cache)[:, -1].argmax(dim=-1)
+        for row in torch.nonzero(~done).flatten().tolist():
+            out[row].append(int(nxt[row]))
+        done = done | (nxt == eos_id)
+        step_input = nxt.unsqueeze(1)
+    return out
+
+
+def _uncached_greedy(forward, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int,
+                     device) -> list[list[int]]:
+    """Prompts are right-padded; a causal model's logit at a sequence's last real position ignores the
     padding after it, so each row reads its own next token from its own position."""
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     width = int(lengths.max()) + max_new_tokens

@@ -7,7 +7,9 @@ DeepSpeed AutoEP's "mixtral" preset, checkpoint consolidation and the HF export 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,36 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
+@dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, for incremental decoding of a batch of left-padded
+    prompts: row b starts with pad[b] padding tokens, which no real token attends to and which do not
+    shift positions (rotary position = buffer index - pad[b])."""
+
+    keys: list[torch.Tensor]
+    """Per layer [B, kv_heads, capacity, head_dim]."""
+    values: list[torch.Tensor]
+    pad: torch.Tensor
+    """[B] left-padding of each row."""
+    length: int = 0
+    """Buffer positions filled so far."""
+
+    @classmethod
+    def allocate(cls, cfg: ModelConfig, pad: torch.Tensor, capacity: int, dtype: torch.dtype) -> "KVCache":
+        shape = (pad.shape[0], cfg.kv_heads, capacity, cfg.head_dim)
+        return cls([torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)],
+                   [torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)], pad)
+
+    def attention_mask(self, s: int) -> torch.Tensor:
+        """[B, 1, s, length + s]: causal, real keys only; a padding query sees itself (an all-masked row
+        would give NaN, and NaN times a zero weight is still NaN)."""
+        q = torch.arange(self.length, self.length + s, device=self.pad.device)
+        k = torch.arange(self.length + s, device=self.pad.device)
+        causal = k[None, None, :] <= q[None, :, None]
+        real = k[None, None, :] >= self.pad[:, None, None]
+        return ((causal & real) | (k[None, None, :] == q[None, :, None])).unsqueeze(1)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -54,16 +86,28 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: Optional[tuple[KVCache, int, torch.Tensor]] = None) -> torch.Tensor:
+        """`cache`: (the cache, this layer's index, the attention mask); keys and values are appended."""
         b, s, _ = x.shape
         q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, s, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, s, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        mask = None
+        if cache is not None:
+            kv, layer, mask = cache
+            end = kv.length + s
+            kv.keys[layer][:, :, kv.length:end] = k
+            kv.values[layer][:, :, kv.length:end] = v
+            k, v = kv.keys[layer][:, :, :end], kv.values[layer][:, :, :end]
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
 
 
@@ -88,8 +132,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = mlp
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache=None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -104,14 +148,24 @@ class DecoderStack(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
         s = input_ids.shape[1]
-        if s > self.rope_cos.shape[0]:
-            raise ValueError(f"sequence of {s} tokens exceeds max_seq_len={self.rope_cos.shape[0]}")
-        cos, sin = self.rope_cos[:s], self.rope_sin[:s]
+        end = s if cache is None else cache.length + s
+        if end > self.rope_cos.shape[0]:
+            raise ValueError(f"sequence of {end} tokens exceeds max_seq_len={self.rope_cos.shape[0]}")
         x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        if cache is None:
+            cos, sin = self.rope_cos[:s], self.rope_sin[:s]
+            for layer in self.layers:
+                x = layer(x, cos, sin)
+            return self.norm(x)
+        positions = (torch.arange(cache.length, end, device=input_ids.device)[None, :]
+                     - cache.pad[:, None]).clamp(min=0)
+        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)  # [B, 1, s, Dh]
+        mask = cache.attention_mask(s)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, (cache, i, mask))
+        cache.length = end
         return self.norm(x)
 
 
@@ -146,5 +200,9 @@ class CausalLM(nn.Module):
             if p.dim() == 3:  # fused expert weights [E, out, in]
                 nn.init.normal_(p, mean=0.0, std=std)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids))
+    def forward(self, input_ids: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+        """Logits [B, S, vocab]. With `cache` (see KVCache), input_ids continue the cached tokens."""
+        return self.lm_head(self.model(input_ids, cache))
+
+    def new_cache(self, pad: torch.Tensor, capacity: int) -> KVCache:
+        return KVCache.allocate(self.cfg, pad, capacity, self.lm_head.weight.dtype)
