@@ -26,18 +26,21 @@ def _all_ranks(flag: bool, device) -> bool:
 
 @torch.no_grad()
 def greedy_generate(forward: Callable[[torch.Tensor], torch.Tensor], prompts: list[list[int]],
-                    max_new_tokens: int, pad_id: int, eos_id: int, device) -> list[list[int]]:
+                    max_new_tokens: int, pad_id: int, eos_id: int, device, sync_ranks: bool = True,
+                    should_stop: Optional[Callable[[list[int]], bool]] = None) -> list[list[int]]:
     """Greedy continuation of each prompt (up to and including <eos>).
 
     `forward` is our CausalLM (decoded with a KV cache) or any callable ids -> logits (decoded by
-    re-running the whole sequence)."""
+    re-running the whole sequence). `sync_ranks`: keep every rank's forward count equal (needed when the
+    model is sharded, as in training; an unsharded offline model passes False). `should_stop(tokens)`
+    ends a row early (e.g. a stop string in its text)."""
     if hasattr(forward, "new_cache"):
-        return _cached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device)
+        return _cached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device, sync_ranks, should_stop)
     return _uncached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device)
 
 
 def _cached_greedy(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int,
-                   device) -> list[list[int]]:
+                   device, sync_ranks: bool = True, should_stop=None) -> list[list[int]]:
     """Prompts left-padded to one length, one prefill, then one token per step through the KV cache."""
     width = max(len(p) for p in prompts)
     pad = torch.tensor([width - len(p) for p in prompts], device=device)
@@ -49,11 +52,13 @@ def _cached_greedy(model, prompts: list[list[int]], max_new_tokens: int, pad_id:
     out: list[list[int]] = [[] for _ in prompts]
     step_input = ids
     for _ in range(max_new_tokens):
-        if _all_ranks(bool(done.all()), device):
+        if _all_ranks(bool(done.all()), device) if sync_ranks else bool(done.all()):
             break
         nxt = model(step_input, cache)[:, -1].argmax(dim=-1)
         for row in torch.nonzero(~done).flatten().tolist():
             out[row].append(int(nxt[row]))
+            if should_stop is not None and should_stop(out[row]):
+                done[row] = True
         done = done | (nxt == eos_id)
         step_input = nxt.unsqueeze(1)
     return out
