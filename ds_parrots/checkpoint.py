@@ -46,7 +46,7 @@ def require_resumable(run_dir: Path) -> str:
 # mismatch would silently continue a different experiment from the checkpoint.
 RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
                      "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
-                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name",
+                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name", "train.init_from",
                      # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
                      "data.data_root", "data.tokenizer"}
 
@@ -85,11 +85,33 @@ def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
                           "resume with the same flags, changing only steps, micro batch, logging, eval or saving")
 
 
-def save(engine, run_dir: Path, step: int, client_state: dict) -> str:
-    """Collective: every rank calls it. Returns the tag written."""
+def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optional[dict] = None) -> str:
+    """Collective: every rank calls it. Returns the tag written. `topology` (world size, expert-parallel
+    size, ZeRO stage) is recorded beside DeepSpeed's files so that a resume can be checked before launch."""
     tag = step_tag(step)
     engine.save_checkpoint(str(checkpoint_dir(run_dir)), tag=tag, client_state=client_state)
+    if topology is not None and engine.global_rank == 0:
+        (checkpoint_dir(run_dir) / tag / TOPOLOGY_FILE).write_text(json.dumps(topology) + "\n")
     return tag
+
+
+TOPOLOGY_FILE = "ds_parrots_topology.json"
+
+
+def check_resume_topology(run_dir: Path, world_size: int) -> None:
+    """DeepSpeed reloads its ZeRO partitions only at the world size that wrote them: refuse another one
+    before launch, and say how to continue instead."""
+    tag = latest_tag(run_dir)
+    path = checkpoint_dir(run_dir) / tag / TOPOLOGY_FILE if tag else None
+    if path is None or not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("world_size") != world_size:
+        raise ConfigError(f"--train.resume: checkpoint {tag} of {run_dir} was saved by {saved.get('world_size')} "
+                          f"ranks and this launch has {world_size}; ZeRO partitions reload only at the same world "
+                          f"size. Relaunch with {saved.get('world_size')} ranks, or continue at this size in a new "
+                          f"run: --train.init-from {run_dir} --train.run-name <new> (weights and step carry over, "
+                          "the optimizer state restarts)")
 
 
 def load(engine, run_dir: Path) -> dict:

@@ -181,7 +181,13 @@ class TrainConfig:
     run_name: Optional[str] = None
     """Name of this run's directory under out_dir. None: derived from the task and model."""
     resume: bool = False
-    """Resume from the latest checkpoint in the run directory (an error if there is none)."""
+    """Resume from the latest checkpoint in the run directory (an error if there is none). Needs the world
+    size the checkpoint was saved at; to continue at another one, use --train.init-from."""
+    init_from: Optional[str] = None
+    """Continue a run at another world size, expert-parallel size, ZeRO stage or MoE backend: a consolidated
+    .safetensors (ds-parrots consolidate) or a run / checkpoint directory (consolidated on the fly). Training
+    goes on from its step (same learning-rate schedule and data position) in a new run directory, with the
+    optimizer state reset (AdamW moments restart from zero). The model flags must match the checkpoint's."""
     save_every: int = 0
     """Save a checkpoint every N steps (and at the end). 0: only at the end."""
     log_every: int = 10

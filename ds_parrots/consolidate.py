@@ -90,6 +90,17 @@ def _read_sidecar(weights: Path) -> dict:
     return meta
 
 
+def checkpoint_metadata(path: Path) -> dict:
+    """The metadata of a consolidated file or checkpoint without reading its weights (cheap, pre-launch)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        return _read_sidecar(path)
+    tag_dir, run_dir = resolve(path)
+    return run_metadata(run_dir, tag_dir)
+
+
 def consolidated_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(fp32 state dict in the single-device model's names, metadata) from a consolidated .safetensors
     file, a run directory, or one checkpoint step directory. The state dict is checked against the model."""

@@ -134,6 +134,8 @@ class Trainer:
     """The DeepSpeed engine."""
     capture: Optional[RouterCapture]
     moe: MoEConfig
+    init_step: Optional[int] = None
+    """Step of the --train.init-from checkpoint whose weights the model started from."""
 
 
 def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,

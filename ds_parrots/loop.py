@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ds_parrots import checkpoint
-from ds_parrots.config import ModelConfig, RunConfig
+from ds_parrots.config import ConfigError, ModelConfig, RunConfig
 from ds_parrots.data.task_batches import iterate_steps
 from ds_parrots.distributed import ensure_process_group
 from ds_parrots.engine import (env_world_size, gradient_accumulation, initialize, micro_batch_size, resolve_precision, train_step,
@@ -29,7 +29,38 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
     validate(model_cfg, run.moe, run.train, env_world_size())
     if run.train.resume:
         checkpoint.require_resumable(run_dir)
+        checkpoint.check_resume_topology(run_dir, env_world_size())
+    elif run.train.init_from:
+        check_init_from(run.train.init_from, model_cfg, run.train.steps)
     checkpoint.check_run_dir(run_dir, config, run.train.resume)
+
+
+def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
+    """The checkpoint exists, holds this model, and stops before --train.steps."""
+    from ds_parrots.consolidate import checkpoint_metadata
+
+    meta = checkpoint_metadata(Path(path))
+    ours = dataclasses.asdict(model_cfg)
+    diff = sorted(k for k in ours.keys() | meta["model"].keys() if ours.get(k) != meta["model"].get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {meta['model'].get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
+        raise ConfigError(f"--train.init-from {path} holds another model ({shown}); pass the model flags it "
+                          "was trained with")
+    if (meta.get("step") or 0) >= steps:
+        raise ConfigError(f"--train.init-from {path} is at step {meta.get('step')}, not before --train.steps={steps}; "
+                          "raise --train.steps to train further")
+
+
+def load_init_weights(model: torch.nn.Module, path: str, model_cfg: ModelConfig, moe) -> int:
+    """Copy a checkpoint's fp32 weights into the freshly built model (before deepspeed.initialize, which
+    then shards them); returns the step it was saved at."""
+    from ds_parrots.consolidate import consolidated_state
+    from ds_parrots.model.moe import backend_state_dict
+
+    state, meta = consolidated_state(Path(path))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    model.load_state_dict(backend_state_dict(state, model_cfg, moe, rank), strict=True)
+    return int(meta.get("step") or 0)
 
 
 def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, RunLogger]:
@@ -44,7 +75,15 @@ def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, Run
 
 def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int):
     torch.manual_seed(run.train.seed)  # identical initial weights on every rank
-    trainer = initialize(build_model(model_cfg, run.moe), model_cfg, run.moe, run.optim, run.train)
+    model = build_model(model_cfg, run.moe)
+    init_step = None
+    if run.train.init_from and not run.train.resume:
+        init_step = load_init_weights(model, run.train.init_from, model_cfg, run.moe)
+    trainer = initialize(model, model_cfg, run.moe, run.optim, run.train)
+    trainer.init_step = init_step
+    if init_step is not None:
+        log.info(f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
+                 "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step")
     log.info(describe(model_cfg))
     log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
              f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
@@ -89,13 +128,19 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
         state = checkpoint.load(engine, run_dir)
         start = int(state.get("step", 0))
         log.info(f"resumed from step {start} ({checkpoint.checkpoint_dir(run_dir)})")
-        if log.bar is not None:
-            log.bar.n = start
-            log.bar.refresh()
+    elif trainer.init_step:
+        start = trainer.init_step
+        engine.lr_scheduler.last_epoch = start - 1
+        engine.lr_scheduler.step()  # the learning rate of step `start`, as if the run had never stopped
+    if start and log.bar is not None:
+        log.bar.n = start
+        log.bar.refresh()
 
     def save(step: int) -> None:
         state = {"step": step, "samples": step * train.global_batch, **client_state(step)}
-        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state)}")
+        topology = {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size,
+                    "zero_stage": train.zero_stage, "step": step}
+        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state, topology)}")
 
     def run_eval(step: int) -> dict:
         engine.module.eval()

@@ -127,3 +127,30 @@ def test_tokenizer_prepare_pretrain_end_to_end(tmp_path):
     losses = [h["loss"] for h in res["loss_history"]]
     assert losses[-1] < losses[0]
     assert "validation loss" in proc.stdout
+
+    # The same checkpoint, scored offline on benchmark files in their public schema, then the math gap.
+    bench = tmp_path / "bench"
+    rows = {"piqa/validation.jsonl": [{"goal": "Page one", "sol1": "the parrot", "sol2": "the graph", "label": 0},
+                                      {"goal": "Café", "sol1": "book", "sol2": "number", "label": 1}],
+            "triviaqa/validation.jsonl": [{"question": "Which bird?", "question_id": "q1", "answer": {
+                "value": "Parrot", "aliases": ["Parrot"], "normalized_aliases": ["parrot"]}}],
+            "gsm8k/test.jsonl": [{"question": "Two and two?", "answer": "2 + 2 = 4\n#### 4"}],
+            "gsm8k/train.jsonl": [{"question": "One and one?", "answer": "1 + 1 = 2\n#### 2"}]}
+    for rel, items in rows.items():
+        (bench / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bench / rel).write_text("".join(json.dumps(r) + "\n" for r in items))
+    run_dir = tmp_path / "runs" / "e2e"
+    ev = subprocess.run([sys.executable, "-m", "ds_parrots_eval.cli", str(run_dir), "--tasks", "piqa,triviaqa,gsm8k",
+                         "--bench-dir", str(bench), "--few-shot", "0", "--no-progress"], cwd=REPO, env=cpu_env(),
+                        capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    scored = json.loads((run_dir / "eval_results.json").read_text())
+    assert scored["kind"] == "benchmarks" and set(scored["categories"]) == {"world_knowledge", "commonsense", "math"}
+    assert scored["tasks"]["piqa"]["n"] == 2 and 0 <= scored["tasks"]["piqa"]["score"] <= 1
+    assert scored["params"]["total"] == scored["params"]["active"]  # dense
+    gap = subprocess.run([sys.executable, "-m", "ds_parrots_eval.cli", "gap", str(run_dir), "--bench-dir", str(bench),
+                          "--tasks", "gsm8k", "--few-shot", "0", "--no-progress"], cwd=REPO, env=cpu_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert gap.returncode == 0, gap.stderr[-3000:]
+    g = json.loads((run_dir / "gap_results.json").read_text())["gap"]["gsm8k"]
+    assert g["gap"] == g["train"] - g["test"] and g["n_train"] == g["n_test"] == 1

@@ -97,6 +97,38 @@ class NativeMoEFeedForward(nn.Module):
         return out
 
 
+def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig,
+                       rank: int) -> dict[str, torch.Tensor]:
+    """A state dict in the single-device (Mixtral) layout, renamed for the model this backend builds on
+    `rank`: the native layer holds only its expert-parallel rank's experts, as separate SwiGLUs (DeepSpeed
+    places rank r's experts at [(r % ep) * local, ...), the E + D layout); AutoEP slices the full tensors
+    itself at initialize."""
+    if not model.is_moe or moe.backend != "native":
+        return state
+    local = model.num_experts // moe.ep_size
+    first = (rank % moe.ep_size) * local
+    ffn = model.ffn
+    out = {}
+    for name, value in state.items():
+        m = re.match(r"^(model\.layers\.\d+\.mlp)\.(gate\.weight|experts\.gate_up_proj|experts\.down_proj)$", name)
+        if m is None:
+            out[name] = value
+            continue
+        prefix, what = m.groups()
+        base = f"{prefix}.moe.deepspeed_moe"
+        if what == "gate.weight":
+            out[f"{base}.gate.wg.weight"] = value
+            continue
+        for j in range(local):
+            expert = f"{base}.experts.deepspeed_experts.{j}"
+            if what == "experts.gate_up_proj":
+                out[f"{expert}.gate_proj.weight"] = value[first + j, :ffn]
+                out[f"{expert}.up_proj.weight"] = value[first + j, ffn:]
+            else:
+                out[f"{expert}.down_proj.weight"] = value[first + j]
+    return out
+
+
 def feed_forward_factory(model: ModelConfig, moe: MoEConfig):
     """A zero-argument constructor of one block's feed-forward for this config."""
     if not model.is_moe:
