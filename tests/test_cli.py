@@ -103,3 +103,24 @@ def test_run_dir_is_never_overwritten_nor_resumed_under_another_config(tmp_path)
     assert longer.returncode == 0, longer.stderr
     assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")} == before
     assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "step00000003"
+
+
+def test_checkpoint_and_eval_commands_document_every_flag():
+    import dataclasses
+
+    from tyro._docstrings import get_field_docstring
+
+    from ds_parrots.consolidate import ConsolidateArgs
+    from ds_parrots.hf_export import ExportArgs
+    from ds_parrots_eval.cli import EvalArgs, GapArgs
+
+    for cls in (ConsolidateArgs, ExportArgs, EvalArgs, GapArgs):
+        assert [f.name for f in dataclasses.fields(cls) if not get_field_docstring(cls, f.name, ())] == [], cls
+    for args in (["consolidate", "--help"], ["export-hf", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "ds_parrots.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0 and "--out" in proc.stdout and "--overwrite" in proc.stdout
+    for args in (["--help"], ["gap", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "ds_parrots_eval.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0 and "--bench-dir" in proc.stdout, proc.stdout
