@@ -21,6 +21,7 @@ import tyro
 
 from ds_parrots.checkpoint_reader import check_against_model, load_tensors, model_shapes, read_checkpoint
 from ds_parrots.config import ConfigError, ModelConfig
+from ds_parrots.hf_import import hf_metadata, hf_model_config, hf_state_dict, is_hf_folder
 
 FORMAT = "ds_parrots.consolidated"
 VERSION = 1
@@ -97,15 +98,22 @@ def checkpoint_metadata(path: Path) -> dict:
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
         return _read_sidecar(path)
+    if is_hf_folder(path):
+        return hf_metadata(path, hf_model_config(path))
     tag_dir, run_dir = resolve(path)
     return run_metadata(run_dir, tag_dir)
 
 
 def consolidated_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(fp32 state dict in the single-device model's names, metadata) from a consolidated .safetensors
-    file, a run directory, or one checkpoint step directory. The state dict is checked against the model."""
+    file, a run directory, one checkpoint step directory, or a Hugging Face Mistral / Mixtral folder. The
+    state dict is checked against the model."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if is_hf_folder(path):
+        cfg = hf_model_config(path)
+        meta = hf_metadata(path, cfg)
+        state = hf_state_dict(path, cfg)
+    elif path.suffix == ".safetensors":
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
         meta = _read_sidecar(path)

@@ -5,9 +5,10 @@
     ds-parrots-eval gap CHECKPOINT --bench-dir bench/ [--tasks gsm8k,math]  train - test accuracy (math)
     ds-parrots-eval plot results/*.json --out figs/                 the paper's figures (PNG)
 
-CHECKPOINT is a run directory, one checkpoint step directory, or a consolidated .safetensors file (with its
-.json sidecar). Launched on several ranks (`deepspeed --num_gpus 8 -m ds_parrots_eval.cli ...` or torchrun),
-each rank scores a shard of every task and rank 0 writes the results; one CPU process works for small models.
+CHECKPOINT is a run directory, one checkpoint step directory, a consolidated .safetensors file (with its
+.json sidecar) or a Hugging Face Mistral / Mixtral folder. Launched on several ranks
+(`deepspeed --num_gpus 8 eval/cli.py ...` or torchrun), each rank scores a shard of every task and rank 0
+writes the results; one CPU process works for small models.
 `<command> --help` lists the flags.
 """
 
@@ -34,7 +35,8 @@ class EvalArgs:
     with the model's total and active parameters (the input of `ds-parrots-eval plot`)."""
 
     checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
-    """A run directory (newest checkpoint), a checkpoint step directory, or a consolidated .safetensors file."""
+    """A run directory (newest checkpoint), a checkpoint step directory, a consolidated .safetensors file, or a
+    Hugging Face Mistral / Mixtral folder (ds-parrots export-hf, or an outside baseline with tokenizer.model)."""
     tasks: Optional[str] = None
     """Comma-separated: the synthetic task the checkpoint trained on (phonebook, shortest-path, two-hop),
     benchmark names (triviaqa, nq_open, hotpotqa, webquestions, complexwebquestions, arc_easy, arc_challenge,

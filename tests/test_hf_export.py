@@ -196,3 +196,19 @@ def test_cli_exports_a_consolidated_task_checkpoint(tmp_path, capsys):
             "tokenizer_config.json", "special_tokens_map.json"} <= names
     assert main(["export-hf", str(ckpt), "--out", str(tmp_path / "hf")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_exported_folder_loads_back_for_evaluation(tmp_path):
+    """ds-parrots-eval takes an export (or any Mistral / Mixtral folder): the weights read back exactly."""
+    from ds_parrots.consolidate import load_model
+
+    for experts in (1, 4):
+        torch.manual_seed(3)
+        cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=experts,
+                          top_k=2, max_seq_len=16)
+        ours = build_model(cfg, MoEConfig()).eval()
+        export_hf(ours.state_dict(), cfg, tmp_path / f"e{experts}")
+        back, meta = load_model(tmp_path / f"e{experts}")
+        assert back.cfg == dataclasses.replace(cfg, ffn_dim=cfg.ffn) and meta["format"] == "hf"
+        for k, v in ours.state_dict().items():
+            assert torch.equal(back.state_dict()[k], v), k
