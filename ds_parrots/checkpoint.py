@@ -51,12 +51,12 @@ RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.l
                      "data.data_root", "data.tokenizer"}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten_config(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_config(v, key + "."))
         else:
             out[key] = v
     return out
@@ -74,8 +74,8 @@ def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
     saved_path = Path(run_dir) / "config.json"
     if not saved_path.is_file():
         return
-    saved = _flatten(json.loads(saved_path.read_text()))
-    new = _flatten(json.loads(json.dumps(config, default=str)))
+    saved = flatten_config(json.loads(saved_path.read_text()))
+    new = flatten_config(json.loads(json.dumps(config, default=str)))
     diff = sorted(k for k in saved.keys() | new.keys()
                   if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k))
     if diff:

@@ -112,9 +112,11 @@ def test_checkpoint_and_eval_commands_document_every_flag():
 
     from ds_parrots.consolidate import ConsolidateArgs
     from ds_parrots.hf_export import ExportArgs
+    from ds_parrots.reproduce import ReproduceArgs
     from ds_parrots_eval.cli import EvalArgs, GapArgs
+    from ds_parrots_eval.plot import PlotArgs
 
-    for cls in (ConsolidateArgs, ExportArgs, EvalArgs, GapArgs):
+    for cls in (ConsolidateArgs, ExportArgs, EvalArgs, GapArgs, ReproduceArgs, PlotArgs):
         assert [f.name for f in dataclasses.fields(cls) if not get_field_docstring(cls, f.name, ())] == [], cls
     for args in (["consolidate", "--help"], ["export-hf", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "ds_parrots.cli", *args], cwd=REPO, capture_output=True,
@@ -124,3 +126,12 @@ def test_checkpoint_and_eval_commands_document_every_flag():
         proc = subprocess.run([sys.executable, "-m", "ds_parrots_eval.cli", *args], cwd=REPO, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 0 and "--bench-dir" in proc.stdout, proc.stdout
+
+
+def test_reproduce_and_plot_help():
+    proc = subprocess.run([sys.executable, "-m", "ds_parrots.cli", "reproduce", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--scale" in proc.stdout and "bisection" in proc.stdout, proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "ds_parrots_eval.cli", "plot", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--out" in proc.stdout and "phonebook_capacity.png" in proc.stdout, proc.stdout

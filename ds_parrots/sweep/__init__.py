@@ -58,7 +58,7 @@ class SweepArgs:
     time=48:00:00 (repeatable)."""
 
 
-def _join_extras(argv: list[str]) -> list[str]:
+def join_extras(argv: list[str]) -> list[str]:
     """Gather every `--extra VALUE` into one `--extra=VALUE`: the parser takes a value starting with `--` for a
     flag unless it is attached with `=`, and users naturally write --extra "--train.steps 100"."""
     out, extras, i = [], [], 0
@@ -82,7 +82,7 @@ def _join_extras(argv: list[str]) -> list[str]:
 def parse_args(argv: list[str]) -> SweepArgs:
     import inspect
 
-    return tyro.cli(SweepArgs, args=_join_extras(argv), prog="ds-parrots sweep",
+    return tyro.cli(SweepArgs, args=join_extras(argv), prog="ds-parrots sweep",
                     description=inspect.cleandoc(SweepArgs.__doc__))
 
 

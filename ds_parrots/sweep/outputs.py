@@ -17,11 +17,12 @@ from ds_parrots.sweep.plan import TRAIN_PY, PlannedRun
 SLURM_LAUNCHER = TRAIN_PY.parent.parent / "launch" / "slurm.sbatch"
 
 
-def write_plan(out: Path, grid: str, gpus: int, runs: list[PlannedRun]) -> None:
+def write_plan(out: Path, grid: str, gpus: int, runs: list[PlannedRun], description: str = "") -> None:
+    """manifest.json and configs/<run>.json; `description` defaults to the named sweep grid's."""
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for r in runs:
         (out / "configs" / f"{r.name}.json").write_text(json.dumps(r.ds_config, indent=2) + "\n")
-    manifest = {"grid": grid, "description": GRIDS[grid].description, "gpus_per_run": gpus,
+    manifest = {"grid": grid, "description": description or GRIDS[grid].description, "gpus_per_run": gpus,
                 "runs": [r.manifest_entry() for r in runs]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -29,7 +30,7 @@ def write_plan(out: Path, grid: str, gpus: int, runs: list[PlannedRun]) -> None:
 # The job hands the run to launch/slurm.sbatch (topology check, one deepspeed launcher per node); this
 # wrapper only adds the sweep's part: the allocation of one run, and skip-if-done / resume-if-started.
 SBATCH = """#!/bin/bash
-# {name}: written by `ds-parrots sweep {grid} --emit slurm`; one node, {gpus} GPU(s).
+# {name}: written by `{command}`; one node, {gpus} GPU(s).
 # Resubmitting is safe: a finished run exits at once, an interrupted one resumes from its checkpoint.
 #SBATCH --job-name={name}
 #SBATCH --nodes=1
@@ -46,7 +47,10 @@ exec bash {launcher} {args} $resume
 """
 
 
-def emit_slurm(out: Path, grid: str, gpus: int, sbatch_options: tuple[str, ...], runs: list[PlannedRun]) -> None:
+def emit_slurm(out: Path, grid: str, gpus: int, sbatch_options: tuple[str, ...], runs: list[PlannedRun],
+               command: str = "") -> None:
+    """One job script per run and submit_all.sh; `command`: what wrote them, for the scripts' header."""
+    command = command or f"ds-parrots sweep {grid} --emit slurm"
     if not SLURM_LAUNCHER.is_file():
         raise ConfigError(f"--emit slurm: the jobs call {SLURM_LAUNCHER}, which is missing (an installed copy of the "
                           "package has no launch/ folder); run the sweep from a checkout of the repository")
@@ -55,7 +59,7 @@ def emit_slurm(out: Path, grid: str, gpus: int, sbatch_options: tuple[str, ...],
     extra = "".join(f"#SBATCH --{o.lstrip('-')}\n" for o in sbatch_options)
     for r in runs:
         (slurm / f"{r.name}.sbatch").write_text(SBATCH.format(
-            name=r.name, grid=grid, gpus=gpus, logs=slurm / "logs", extra=extra, cwd=shlex.quote(str(Path.cwd())),
+            name=r.name, command=command, gpus=gpus, logs=slurm / "logs", extra=extra, cwd=shlex.quote(str(Path.cwd())),
             run_dir=shlex.quote(str(r.run_dir)), launcher=shlex.quote(str(SLURM_LAUNCHER)), args=shlex.join(r.args)))
     submit = slurm / "submit_all.sh"
     submit.write_text("#!/bin/bash\nset -e\n" + "".join(f"sbatch {shlex.quote(str(slurm / r.name) + '.sbatch')}\n"

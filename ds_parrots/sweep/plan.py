@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ds_parrots.config import ConfigError
-from ds_parrots.sweep.grids import GRIDS, select
+from ds_parrots.sweep.grids import GRIDS, Grid, select
 
 TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
 
@@ -53,7 +53,7 @@ def _flag(arg: str) -> str:
     return arg.split("=", 1)[0]
 
 
-def _parse_train(args: list[str]):
+def parse_train(args: list[str]):
     """train.py's own parser on `args`; its usage error (several lines from tyro) becomes one ConfigError."""
     from ds_parrots.train import parse
 
@@ -76,7 +76,7 @@ def _parse_train(args: list[str]):
 _task_cache: dict[tuple[str, str], object] = {}
 
 
-def _sized_model(subcommand: str, run):
+def sized_model(subcommand: str, run):
     """The model as train.py will build it: synthetic tasks set the vocabulary and sequence length from their
     tokenizer (as ds_parrots.synthetic does), pre-training the sequence length from --data.seq-len."""
     if subcommand == "pretrain":
@@ -99,14 +99,15 @@ SWEEP_FLAGS = {"--train.out-dir": "use the sweep's --out-dir", "--moe.ep-size": 
 
 
 def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_size: Optional[int],
-         out_dir: Optional[str]) -> list[PlannedRun]:
+         out_dir: Optional[str], grid: Optional[Grid] = None) -> list[PlannedRun]:
     """Every run of the grid that the filters select, parsed by train.py, with its DeepSpeed config at `gpus`
-    ranks and its parameter counts. `extra`: train flags for every run, as one shell-quoted string."""
-    if grid_name not in GRIDS:
+    ranks and its parameter counts. `extra`: train flags for every run, as one shell-quoted string. `grid`: a grid
+    that is not one of the named sweep grids (the reproduce command's), planned under the name `grid_name`."""
+    if grid is None and grid_name not in GRIDS:
         raise ConfigError(f"unknown grid {grid_name!r}; choose one of {', '.join(GRIDS)}")
     if gpus < 1 or (ep_size is not None and ep_size < 1):
         raise ConfigError(f"--gpus={gpus} and --ep-size={ep_size} must be >= 1")
-    grid = GRIDS[grid_name]
+    grid = grid or GRIDS[grid_name]
     points = select(grid_name, grid.points(), filters)
     extra_args = shlex.split(extra)
     for flag in map(_flag, extra_args):
@@ -129,8 +130,8 @@ def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_siz
         args = [p.subcommand, *p.args, *grid.defaults, "--train.out-dir", out_dir, "--train.run-name", p.name,
                 *(["--moe.ep-size", str(ep)] if experts > 1 and ep > 1 else []), *extra_args]
         try:
-            run = _parse_train(args)
-            model = _sized_model(p.subcommand, run)
+            run = parse_train(args)
+            model = sized_model(p.subcommand, run)
             validate(model, run.moe, run.train, gpus)
             ds_config = build_ds_config(model, run.moe, run.optim, run.train, gpus)
         except ConfigError as e:
