@@ -1,18 +1,30 @@
-"""Save and resume training checkpoints (DeepSpeed's format, one tag per step).
+"""Save and resume training checkpoints (DeepSpeed's format, one tag per step), atomically.
 
 Layout of a run directory:
     run_dir/config.json                the run's full configuration
-    run_dir/checkpoints/latest         tag of the newest complete checkpoint (written by DeepSpeed last)
-    run_dir/checkpoints/step00001000/  DeepSpeed model, optimizer and expert files of that step
+    run_dir/checkpoints/latest         tag of the newest complete checkpoint (replaced atomically, last)
+    run_dir/checkpoints/step00001000/  DeepSpeed model, optimizer and expert files of that step, and
+        ds_parrots_complete.json       written once every rank's files are written and flushed to disk
+
+A save goes: every rank writes its DeepSpeed files (DeepSpeed's own `latest` is not written) and fsyncs them;
+barrier; rank 0 fsyncs the tag directory, writes the completion marker, then points `latest` at the tag (write
+to a temporary file, fsync, rename), then prunes old checkpoints (--train.keep-last). A process killed at any
+moment leaves `latest` on a complete checkpoint; a directory without the marker is debris of an interrupted save,
+never loaded and removed by the next save of that step.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.config import ConfigError
+from ds_parrots import faults
+from ds_parrots.config import ConfigError, RunAborted
+
+COMPLETE_FILE = "ds_parrots_complete.json"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -23,12 +35,32 @@ def step_tag(step: int) -> str:
     return f"step{step:08d}"
 
 
+def is_complete(tag_dir: Path) -> bool:
+    return (Path(tag_dir) / COMPLETE_FILE).is_file()
+
+
+def tags(ckpt_dir: Path) -> list[str]:
+    """Step tags under a checkpoints/ directory, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(p.name for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("step"))
+
+
+def resume_tag(ckpt_dir: Path) -> Optional[str]:
+    """The checkpoint to continue from: the tag `latest` names if it is complete, else the newest complete one.
+    Checkpoints written before completion markers existed (none has one) are trusted as `latest` names them."""
+    ckpt_dir = Path(ckpt_dir)
+    latest = ckpt_dir / "latest"
+    named = latest.read_text().strip() if latest.is_file() else None
+    complete = [t for t in tags(ckpt_dir) if is_complete(ckpt_dir / t)]
+    if named and (ckpt_dir / named).is_dir() and (named in complete or not complete):
+        return named
+    return complete[-1] if complete else None
+
+
 def latest_tag(run_dir: Path) -> Optional[str]:
-    latest = checkpoint_dir(run_dir) / "latest"
-    if not latest.is_file():
-        return None
-    tag = latest.read_text().strip()
-    return tag if (checkpoint_dir(run_dir) / tag).is_dir() else None
+    return resume_tag(checkpoint_dir(run_dir))
 
 
 def require_resumable(run_dir: Path) -> str:
@@ -47,6 +79,7 @@ def require_resumable(run_dir: Path) -> str:
 RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
                      "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
                      "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name", "train.init_from",
+                     "train.keep_last", "train.on_nonfinite", "train.collective_timeout",
                      # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
                      "data.data_root", "data.tokenizer"}
 
@@ -60,6 +93,19 @@ def flatten_config(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse, before launch and without creating anything, a run directory that cannot be written."""
+    existing = Path(run_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the run directory {run_dir}: {existing} is a file; choose another "
+                          "--train.out-dir or --train.run-name")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the run directory {run_dir}: {existing} is not writable (permissions or a "
+                          "read-only file system); choose another --train.out-dir")
 
 
 def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
@@ -85,14 +131,102 @@ def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
                           "resume with the same flags, changing only steps, micro batch, logging, eval or saving")
 
 
-def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optional[dict] = None) -> str:
+def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optional[dict] = None,
+         keep_last: int = 0) -> str:
     """Collective: every rank calls it. Returns the tag written. `topology` (world size, expert-parallel
-    size, ZeRO stage) is recorded beside DeepSpeed's files so that a resume can be checked before launch."""
-    tag = step_tag(step)
-    engine.save_checkpoint(str(checkpoint_dir(run_dir)), tag=tag, client_state=client_state)
-    if topology is not None and engine.global_rank == 0:
-        (checkpoint_dir(run_dir) / tag / TOPOLOGY_FILE).write_text(json.dumps(topology) + "\n")
+    size, ZeRO stage) is recorded beside DeepSpeed's files so that a resume can be checked before launch.
+    A failed write (full disk, unwritable directory) raises RunAborted naming the checkpoint left intact."""
+    import torch.distributed as dist
+
+    ckpt_dir, tag = checkpoint_dir(run_dir), step_tag(step)
+    tag_dir, rank = ckpt_dir / tag, dist.get_rank()
+    try:
+        if rank == 0 and tag_dir.exists() and not is_complete(tag_dir):
+            shutil.rmtree(tag_dir)  # debris of a save of this step that was interrupted
+        dist.barrier()
+        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
+        _fsync_files(tag_dir)
+        faults.inject("sigkill_in_save", step, rank)
+        dist.barrier()  # every rank's files are on disk
+        if rank == 0:
+            if topology is not None:
+                write_text_atomic(tag_dir / TOPOLOGY_FILE, json.dumps(topology) + "\n")
+            _fsync_files(tag_dir)
+            files = sorted(str(p.relative_to(tag_dir)) for p in tag_dir.rglob("*") if p.is_file())
+            write_text_atomic(tag_dir / COMPLETE_FILE, json.dumps({"step": step, "files": files}, indent=1) + "\n")
+            write_text_atomic(ckpt_dir / "latest", tag)
+            prune(ckpt_dir, keep_last)
+    except (OSError, RuntimeError) as e:
+        from ds_parrots.health import is_collective_failure
+
+        if is_collective_failure(e):
+            raise  # a lost peer, not a write failure: the training loop names the rank
+        # torch.save reports a failed write as a RuntimeError from its zip writer ("unexpected pos", "file write
+        # failed"): say what it most likely means.
+        cause = f"{e.strerror} ({e.filename or tag_dir})" if isinstance(e, OSError) and e.strerror else \
+            f"a write came up short, as on a full disk ({str(e).strip().splitlines()[0][:120]})"
+        if dist.get_world_size() == 1:
+            shutil.rmtree(tag_dir, ignore_errors=True)  # give the space back; with peers, the next save does
+        intact = resume_tag(ckpt_dir)
+        raise RunAborted(f"could not write checkpoint {tag_dir} on rank {rank}: {cause}; {_free_space(ckpt_dir)}; "
+                         + (f"the previous checkpoint {ckpt_dir / intact} is intact and 'latest' still names it: "
+                            "free space (or fix the directory's permissions) and rerun with --train.resume"
+                            if intact and intact != tag else "no earlier checkpoint exists; free space (or fix "
+                            "the directory's permissions) and start the run again")) from None
+    dist.barrier()
     return tag
+
+
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path).free / 2**30:.2f} GiB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def _fsync_files(directory: Path) -> None:
+    """Flush every file under `directory` and the directory entries themselves to disk."""
+    for path in sorted(Path(directory).rglob("*"), reverse=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers see the old content or the new, never a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune(ckpt_dir: Path, keep_last: int) -> list[str]:
+    """Delete all but the newest `keep_last` complete checkpoints (0: keep all), and the debris of interrupted
+    saves older than the newest complete one. Never the tag `latest` names; returns the tags removed."""
+    ckpt_dir = Path(ckpt_dir)
+    complete = [t for t in tags(ckpt_dir) if is_complete(ckpt_dir / t)]
+    if not complete:
+        return []  # nothing is known good: delete nothing
+    keep = set(complete[-keep_last:] if keep_last > 0 else complete) | {resume_tag(ckpt_dir)}
+    newest = complete[-1]
+    doomed = [t for t in tags(ckpt_dir) if t not in keep and (t in complete or t < newest)]
+    for t in doomed:
+        shutil.rmtree(ckpt_dir / t)
+    return doomed
 
 
 TOPOLOGY_FILE = "ds_parrots_topology.json"

@@ -17,6 +17,15 @@ class ConfigError(Exception):
     """A user-facing configuration mistake; the CLI prints its message on one line and exits 2."""
 
 
+class RunAborted(Exception):
+    """A run stopped by a fault it detected (a lost rank, a non-finite loss, a failed checkpoint write): the CLI
+    prints the message, which names what happened and how to continue, on one line and exits 1. `report`: false on
+    ranks that stop for the same reason as a rank that reports it, so the message is printed once."""
+
+    def __init__(self, message: str, report: bool = True):
+        super().__init__(message)
+        self.report = report
+
 
 def shipped_file(name: str) -> Path:
     """A file under ds_configs/: inside the installed package, or at the repository root when run from
@@ -190,6 +199,17 @@ class TrainConfig:
     optimizer state reset (AdamW moments restart from zero). The model flags must match the checkpoint's."""
     save_every: int = 0
     """Save a checkpoint every N steps (and at the end). 0: only at the end."""
+    keep_last: int = 0
+    """Keep only the newest N complete checkpoints, deleting older ones after each save (0: keep all). The newest
+    complete checkpoint is never deleted, and a new one counts only once all of its files are on disk."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A step whose loss or gradient is NaN or infinite is never applied to the weights. stop: end the run, naming
+    the step, its samples and the last good checkpoint; skip: go on with the next batch, logging and counting
+    the skipped steps (train/nonfinite_steps; results.json lists them)."""
+    collective_timeout: float = 300.0
+    """Seconds a rank waits on a collective before giving up on its peers: when a rank dies or hangs, the others
+    stop within about this time (plus a grace period of at most a minute to name the lost ranks) instead of
+    waiting forever. Raise it if a legitimate pause between collectives (a very slow checkpoint disk) is longer."""
     log_every: int = 10
     """Log scalars to TensorBoard and the console every N steps."""
     eval_every: int = 0
@@ -213,6 +233,10 @@ class TrainConfig:
                 raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.save_every < 0 or self.eval_every < 0:
             raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        if self.keep_last < 0:
+            raise ConfigError(f"--train.keep-last={self.keep_last} must be >= 0 (0 keeps every checkpoint)")
+        if not self.collective_timeout > 0:
+            raise ConfigError(f"--train.collective-timeout={self.collective_timeout} must be > 0 seconds")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Annotated
 import torch
 import tyro
 
+from ds_parrots.checkpoint import is_complete, resume_tag, tags
 from ds_parrots.checkpoint_reader import check_against_model, load_tensors, model_shapes, read_checkpoint
 from ds_parrots.config import ConfigError, ModelConfig
 from ds_parrots.hf_import import hf_metadata, hf_model_config, hf_state_dict, is_hf_folder
@@ -38,12 +39,16 @@ def resolve(path: Path) -> tuple[Path, Path]:
         raise ConfigError(f"{path}: no such checkpoint, run directory or file")
     if (path / "checkpoints").is_dir():
         path = path / "checkpoints"
-    if (path / "latest").is_file():
-        tag = (path / "latest").read_text().strip()
-        if not (path / tag).is_dir():
-            raise ConfigError(f"{path / 'latest'} names {tag!r}, which is not a directory there")
+    if (path / "latest").is_file() or (path.is_dir() and any(is_complete(path / t) for t in tags(path))):
+        tag = resume_tag(path)
+        if tag is None:
+            raise ConfigError(f"{path} holds no complete checkpoint ({path / 'latest'} names a missing or "
+                              "unfinished one); pass a checkpoint step directory instead")
         return path / tag, path.parent
     if path.is_dir() and any(p.name.endswith("model_states.pt") for p in path.iterdir()):
+        if not is_complete(path) and any(is_complete(path.parent / t) for t in tags(path.parent)):
+            raise ConfigError(f"{path} is an unfinished checkpoint (its save was interrupted: no "
+                              f"ds_parrots_complete.json); use {path.parent.parent} for the newest complete one")
         return path, path.parent.parent
     raise ConfigError(f"{path} is neither a run directory (with checkpoints/latest) nor a checkpoint step "
                       "directory (with *model_states.pt)")

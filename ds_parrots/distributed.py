@@ -4,22 +4,50 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Optional
 
 import torch.distributed as dist
 
 
-def ensure_process_group() -> None:
-    """Initialize torch.distributed through DeepSpeed; a plain `python train.py` becomes a 1-rank group."""
+def ensure_process_group(timeout_s: Optional[float] = None) -> None:
+    """Initialize torch.distributed through DeepSpeed; a plain `python train.py` becomes a 1-rank group.
+    `timeout_s`: how long any collective may wait for its peers (None: DeepSpeed's default, 10 minutes)."""
     import deepspeed
 
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     if not dist.is_initialized():
-        deepspeed.init_distributed(verbose=False)
+        kwargs = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+        deepspeed.init_distributed(verbose=False, **kwargs)
+        if dist.get_world_size() > 1:
+            signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM (the deepspeed launcher stopping the survivors of a failed rank, or a preempted SLURM job): the
+    process is about to die, so free the job's shared-memory segments, which nothing else would."""
+    for r in range(int(os.environ.get("WORLD_SIZE", "1"))):
+        _unlink_shm_buffer(r)
+    print(f"rank {os.environ.get('RANK', '?')}: terminated by SIGTERM", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def rank0_done(name: str) -> None:
+    """A barrier after work only rank 0 does (building a cache) that may outlast the collective timeout: the
+    other ranks wait on the rendezvous store, without a deadline, until rank 0 gets here."""
+    from torch.distributed.distributed_c10d import _get_default_store
+
+    key = f"ds_parrots/rank0_done/{name}"
+    if dist.get_rank() == 0:
+        _get_default_store().set(key, "1")
+    else:
+        _get_default_store().wait([key], timedelta(days=7))
 
 
 def free_port() -> int:
@@ -40,12 +68,17 @@ def shutdown(barrier: bool = True) -> None:
     """
     gc.collect()
     if dist.is_available() and dist.is_initialized():
-        rank = dist.get_rank()
+        rank, world = dist.get_rank(), dist.get_world_size()
         if barrier:
             dist.barrier()
         dist.destroy_process_group()
         if barrier:  # every peer has mapped it and is done with it
             _unlink_shm_buffer(rank)
+        else:
+            # An aborted run: peers that died (or that the launcher kills next) never unlink theirs; the names go,
+            # mappings still held stay valid.
+            for r in range(world):
+                _unlink_shm_buffer(r)
     gc.collect()
 
 

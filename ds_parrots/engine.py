@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -136,6 +136,22 @@ class Trainer:
     moe: MoEConfig
     init_step: Optional[int] = None
     """Step of the --train.init-from checkpoint whose weights the model started from."""
+    guard_grads: bool = False
+    """Check gradients for NaN / inf before each update ourselves: no ZeRO optimizer does it (ZeRO stage 0)."""
+    nonfinite_steps: list = field(default_factory=list)
+    """Steps whose update was skipped for a non-finite loss or gradient (--train.on-nonfinite skip)."""
+
+
+class SkippableAdamW(torch.optim.AdamW):
+    """AdamW that leaves the weights and its moments untouched while `overflow` is set. `overflow` is how
+    DeepSpeed's own optimizers report a skipped update (the engine then counts it and holds the schedule); without
+    ZeRO, DeepSpeed steps our optimizer directly and nothing checks gradients, so health.guard_nonfinite_grads
+    sets it."""
+
+    overflow = False
+
+    def step(self, closure=None):
+        return None if self.overflow else super().step(closure)
 
 
 def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
@@ -150,7 +166,9 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
         if model_cfg.is_moe:
             # Expert weights are sharded over the expert-parallel group and reduced separately.
             groups = split_params_into_different_moe_groups_for_optimizer(groups)
-        return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
+        # ZeRO wraps only the optimizer classes it knows, and checks gradients itself.
+        adamw = SkippableAdamW if train.zero_stage == 0 else torch.optim.AdamW
+        return adamw(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
 
     def make_scheduler(optimizer):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, train.steps, optim))
@@ -162,7 +180,7 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
                            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.model.moe")
-    return Trainer(engine, capture, moe)
+    return Trainer(engine, capture, moe, guard_grads=isinstance(engine.optimizer, SkippableAdamW))
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -170,16 +188,24 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
-def train_step(trainer: Trainer, micro_batches) -> dict:
-    """One optimizer step over the given micro-batches (gradient accumulation); returns scalars."""
+def train_step(trainer: Trainer, micro_batches, poison: bool = False) -> dict:
+    """One optimizer step over the given micro-batches (gradient accumulation); returns scalars, and whether the
+    update was skipped for non-finite values (`skipped`: by DeepSpeed's optimizer or by our gradient guard;
+    `nonfinite_micro`: this rank's micro-batches whose loss was not finite). `poison`: make the loss NaN (fault
+    injection, see faults.py)."""
+    from ds_parrots.health import guard_nonfinite_grads
+
     engine, moe = trainer.engine, trainer.moe
     sums = {"loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0}
     load = {}
     tokens = 0
-    for input_ids, targets in micro_batches:
+    skipped_before, nonfinite_micro = engine.skipped_steps, []
+    for j, (input_ids, targets) in enumerate(micro_batches):
         input_ids, targets = input_ids.to(engine.device), targets.to(engine.device)
         logits = engine(input_ids)
         loss = lm_loss(logits, targets)
+        if poison:
+            loss = loss * float("nan")
         total = loss
         if trainer.capture is not None:
             stats = trainer.capture.pop()
@@ -189,8 +215,13 @@ def train_step(trainer: Trainer, micro_batches) -> dict:
             for layer, frac in stats.load.items():
                 load[layer] = load.get(layer, 0) + frac.cpu()
         engine.backward(total)
+        if trainer.guard_grads and engine.is_gradient_accumulation_boundary():
+            guard_nonfinite_grads(engine.module, engine.optimizer)
         engine.step()
-        sums["loss"] += loss.item()
+        value = loss.item()
+        if not math.isfinite(value):
+            nonfinite_micro.append(j)
+        sums["loss"] += value
         tokens += input_ids.numel()
     n = len(micro_batches)
     out = {k: v / n for k, v in sums.items()}
@@ -201,4 +232,6 @@ def train_step(trainer: Trainer, micro_batches) -> dict:
     gn = engine.get_global_grad_norm()
     out["grad_norm"] = float(gn) if gn is not None and math.isfinite(float(gn)) else float("nan")
     out["lr"] = engine.get_lr()[0]
+    out["skipped"] = engine.skipped_steps > skipped_before
+    out["nonfinite_micro"] = nonfinite_micro
     return out

@@ -24,7 +24,11 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        self.writer = SummaryWriter(str(log_dir))
+        self.log_dir = Path(log_dir)
+        try:
+            self.writer = SummaryWriter(str(log_dir))
+        except OSError as e:
+            self._tensorboard_failed(e)
         if progress:
             # In a log file (cluster jobs) a bar redrawn 10 times a second is noise: redraw every 30 s.
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
@@ -39,10 +43,26 @@ class RunLogger:
         else:
             print(msg, flush=True)
 
+    def _tensorboard_failed(self, e: OSError) -> None:
+        # Losing the curves must not cost the training run: say so once, go on with the console lines. A full
+        # disk will stop the run at its next checkpoint, with an error that says which checkpoint is intact.
+        self.writer = None
+        self.info(f"warning: TensorBoard logging stopped: could not write to {self.log_dir}: {e.strerror or e}; "
+                  "training goes on with console logging only")
+
     def step(self, step: int, scalars: dict, load: Optional[dict] = None) -> None:
         """Scalars of optimizer step `step` (1-based count of finished steps)."""
         if not self.enabled:
             return
+        if self.writer is not None:
+            try:
+                self._write_step(step, scalars, load)
+            except OSError as e:
+                self._tensorboard_failed(e)
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items() if k in ("loss", "aux_loss", "lr")})
+
+    def _write_step(self, step: int, scalars: dict, load: Optional[dict]) -> None:
         for k, v in scalars.items():
             self.writer.add_scalar(f"train/{k}", v, step)
         for layer, frac in (load or {}).items():
@@ -54,24 +74,29 @@ class RunLogger:
                                           sum_squares=float((torch.arange(len(frac)) ** 2 * frac).sum()),
                                           bucket_limits=list(range(1, len(frac) + 1)),
                                           bucket_counts=frac.tolist(), global_step=step)
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items() if k in ("loss", "aux_loss", "lr")})
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
-        if self.enabled:
+        if self.writer is None:
+            return
+        try:
             for k, v in values.items():
                 if isinstance(v, (int, float)):
                     self.writer.add_scalar(f"{prefix}/{k}", v, step)
+        except OSError as e:
+            self._tensorboard_failed(e)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._tensorboard_failed(e)
 
 
 def coefficient_of_variation(frac: torch.Tensor) -> float:

@@ -13,10 +13,11 @@ from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 
-from ds_parrots import checkpoint
-from ds_parrots.config import ConfigError, ModelConfig, RunConfig
+from ds_parrots import checkpoint, faults
+from ds_parrots.config import ConfigError, ModelConfig, RunAborted, RunConfig
 from ds_parrots.data.task_batches import iterate_steps
 from ds_parrots.distributed import ensure_process_group
+from ds_parrots.health import is_collective_failure, lost_ranks, nonfinite_message, rank_loss_message
 from ds_parrots.engine import (env_world_size, gradient_accumulation, initialize, micro_batch_size, resolve_precision, train_step,
                                validate)
 from ds_parrots.logs import RunLogger, coefficient_of_variation
@@ -33,6 +34,7 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
     elif run.train.init_from:
         check_init_from(run.train.init_from, model_cfg, run.train.steps)
     checkpoint.check_run_dir(run_dir, config, run.train.resume)
+    checkpoint.check_writable(run_dir)
 
 
 def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
@@ -65,7 +67,7 @@ def load_init_weights(model: torch.nn.Module, path: str, model_cfg: ModelConfig,
 
 def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, RunLogger]:
     """Start the process group, the logger, and record the config (rank 0). Returns (rank, world, log)."""
-    ensure_process_group()
+    ensure_process_group(run.train.collective_timeout)
     rank = dist.get_rank()
     if rank == 0:
         checkpoint.write_config(run_dir, config)
@@ -120,13 +122,33 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
     """Resume if asked, train to run.train.steps, evaluate and save at the end.
 
     `evaluate(step)` is collective and returns metrics (logged under eval/); `client_state(step)` adds
-    entries to each checkpoint. Returns (final step, per-step history, final metrics).
+    entries to each checkpoint. Returns (final step, per-step history, final metrics). A lost rank, a
+    non-finite step under --train.on-nonfinite stop, or a failed checkpoint write raises RunAborted.
     """
+    progress = {"where": "setup"}
+    try:
+        return _train(trainer, batches, run, run_dir, log, evaluate, client_state, progress)
+    except Exception as e:
+        if not is_collective_failure(e):
+            raise
+        timeout = run.train.collective_timeout
+        missing = lost_ranks(grace_s=max(10.0, min(timeout, 60.0)))
+        tag = checkpoint.latest_tag(run_dir)
+        message = rank_loss_message(e, progress["where"], timeout, missing,
+                                    str(checkpoint.checkpoint_dir(run_dir) / tag) if tag else None)
+        survivors = [r for r in range(dist.get_world_size()) if missing is None or r not in missing]
+        raise RunAborted(message, report=bool(survivors) and dist.get_rank() == survivors[0]) from None
+
+
+def _train(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger, evaluate, client_state,
+           progress: dict) -> tuple[int, list[dict], dict]:
     engine, train = trainer.engine, run.train
+    rank = dist.get_rank()
     start = 0
     if train.resume:
         state = checkpoint.load(engine, run_dir)
         start = int(state.get("step", 0))
+        trainer.nonfinite_steps = list(state.get("nonfinite_steps", []))
         log.info(f"resumed from step {start} ({checkpoint.checkpoint_dir(run_dir)})")
     elif trainer.init_step:
         start = trainer.init_step
@@ -137,12 +159,15 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
         log.bar.refresh()
 
     def save(step: int) -> None:
-        state = {"step": step, "samples": step * train.global_batch, **client_state(step)}
+        progress["where"] = f"the checkpoint of step {step}"
+        state = {"step": step, "samples": step * train.global_batch, "nonfinite_steps": trainer.nonfinite_steps,
+                 **client_state(step)}
         topology = {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size,
                     "zero_stage": train.zero_stage, "step": step}
-        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state, topology)}")
+        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state, topology, train.keep_last)}")
 
     def run_eval(step: int) -> dict:
+        progress["where"] = f"the evaluation at step {step}"
         engine.module.eval()
         metrics = evaluate(step)
         engine.module.train()
@@ -153,13 +178,19 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
     t_last, tokens_since = time.perf_counter(), 0
     step = start
     for step_batches in iterate_steps(batches, start, train.steps, train.num_workers):
-        out = train_step(trainer, step_batches)
+        progress["where"] = f"step {step + 1}"
+        faults.inject("hang", step + 1, rank)
+        out = train_step(trainer, step_batches, poison=faults.active("nan", step + 1, rank))
         step += 1
         tokens_since += out["tokens"]
         keys = [k for k in ("loss", "aux_loss", "z_loss") if k in out]
-        means = _mean_over_ranks([out[k] for k in keys] + [tokens_since])
-        scalars = dict(zip(keys, means[:-1]))
-        history.append({"step": step, **scalars})
+        nonfinite = bool(out["nonfinite_micro"]) or out["skipped"]
+        means = _mean_over_ranks([out[k] for k in keys] + [float(nonfinite), tokens_since])
+        scalars = dict(zip(keys, means[:len(keys)]))
+        bad_step = means[len(keys)] > 0
+        if bad_step:
+            _handle_nonfinite(trainer, out, step, run, run_dir, log)
+        history.append({"step": step, **scalars, "lr": out["lr"], **({"nonfinite": True} if bad_step else {})})
         log.advance()
         if step % train.log_every == 0 or step == train.steps:
             elapsed = time.perf_counter() - t_last
@@ -171,9 +202,10 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
                 scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in load.values()) / len(load)
             scalars.update(lr=out["lr"], grad_norm=out["grad_norm"],
                            tokens_per_s=means[-1] * dist.get_world_size() / max(elapsed, 1e-9),
-                           epochs=batches.epochs_at(step - 1))
+                           epochs=batches.epochs_at(step - 1), nonfinite_steps=len(trainer.nonfinite_steps))
             log.step(step, scalars, load)
             t_last, tokens_since = time.perf_counter(), 0
+        faults.inject("sigkill", step, rank)
         if train.eval_every and step % train.eval_every == 0 and step != train.steps:
             run_eval(step)
         if train.save_every and step % train.save_every == 0 and step != train.steps:
@@ -183,6 +215,31 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
     if step > start or not train.resume:
         save(step)
     return step, history, metrics
+
+
+def _handle_nonfinite(trainer, out: dict, step: int, run: RunConfig, run_dir: Path, log: RunLogger) -> None:
+    """Apply --train.on-nonfinite to a step in which some rank saw a non-finite loss or gradient."""
+    reports = [None] * dist.get_world_size()
+    dist.all_gather_object(reports, {"rank": dist.get_rank(), "micro_batches": out["nonfinite_micro"],
+                                     "skipped": out["skipped"]})
+    tag = checkpoint.latest_tag(run_dir)
+    last = str(checkpoint.checkpoint_dir(run_dir) / tag) if tag else None
+    if not all(r["skipped"] for r in reports):
+        # Only a configuration that turns DeepSpeed's overflow check off gets here (bf16 with
+        # check_grad_overflow false, or no gradient clipping under ZeRO): the weights are already damaged.
+        raise RunAborted(f"step {step}: a non-finite loss or gradient reached the weights (this DeepSpeed "
+                         "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
+                         f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
+                         report=dist.get_rank() == 0)
+    if run.train.on_nonfinite == "stop":
+        raise RunAborted(nonfinite_message(step, reports, run.train.global_batch, last), report=dist.get_rank() == 0)
+    # DeepSpeed does not advance the schedule on a skipped update; we do, so that the learning rate stays a
+    # function of the step (and a resumed run sees the same one).
+    trainer.engine.lr_scheduler.step()
+    out["lr"] = trainer.engine.get_lr()[0]
+    trainer.nonfinite_steps.append(step)
+    log.info(f"warning: {nonfinite_message(step, reports, run.train.global_batch, last).split('. To go on')[0]}; "
+             f"skipped (--train.on-nonfinite skip), {len(trainer.nonfinite_steps)} so far")
 
 
 def layout(run: RunConfig, model_cfg: ModelConfig, experts: list) -> dict:

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ds_parrots.checkpoint import write_text_atomic
 from ds_parrots.config import ConfigError, DataConfig, ModelConfig, RunConfig
 from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.mixture import Mixture, load_mixture
@@ -147,9 +148,10 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
         results = {"task": "pretrain", "step": step, "metrics": metrics, "mixture": realized,
                    "params": counts.as_dict(), "model": dataclasses.asdict(model_cfg),
                    "moe_backend": run.moe.backend if model_cfg.is_moe else None, "run_dir": str(run_dir),
-                   "loss_history": history, "layout": layout(run, model_cfg, experts)}
+                   "loss_history": history, "layout": layout(run, model_cfg, experts),
+                   "nonfinite_steps": trainer.nonfinite_steps}
         if rank == 0:
-            (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
             shares = ", ".join(f"{n} {r['realized']:.3f} (weight {r['weight']:.3f}, {r['epochs']:.2f} epochs)"
                                for n, r in realized.items())
             log.info(f"mixture realized: {shares}")

@@ -7,10 +7,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch.distributed as dist
-
+from ds_parrots.checkpoint import write_text_atomic
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, RunConfig
 from ds_parrots.data.task_batches import TaskBatches
+from ds_parrots.distributed import rank0_done
 from ds_parrots.engine import micro_batch_size
 from ds_parrots.generate import evaluate_task
 from ds_parrots.loop import (build_trainer, check_before_launch, experts_per_rank, layout, open_run,
@@ -55,7 +55,7 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
 
             if rank == 0:  # one builder; the others wait, then open the finished files
                 task = cached_task(task, train.cache_dir, progress=train.progress)
-            dist.barrier()
+            rank0_done("task cache")  # a large cache takes longer than --train.collective-timeout
             if rank != 0:
                 task = cached_task(task, train.cache_dir, progress=False)
         batches = TaskBatches(task, train.seed, train.global_batch, micro_batch_size(train, world_size), world_size,
@@ -76,9 +76,10 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
         results = {"task": task_name, "task_config": dataclasses.asdict(task_cfg), "step": step,
                    "metrics": metrics, "summary": task.summary(metrics), "params": counts.as_dict(),
                    "model": dataclasses.asdict(model_cfg), "moe_backend": run.moe.backend if model_cfg.is_moe else None,
-                   "run_dir": str(run_dir), "loss_history": history, "layout": layout(run, model_cfg, experts)}
+                   "run_dir": str(run_dir), "loss_history": history, "layout": layout(run, model_cfg, experts),
+                   "nonfinite_steps": trainer.nonfinite_steps}
         if rank == 0:
-            (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
             log.info(f"params: total {counts.total:,}, active {counts.active:,}; results in "
                      f"{run_dir / 'results.json'}")
         return results

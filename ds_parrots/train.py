@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Optional, Union
 
-from ds_parrots.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, preset_model
+from ds_parrots.config import ConfigError, DataConfig, ModelConfig, RunAborted, RunConfig, TrainConfig, preset_model
 from ds_parrots.tasks.phonebook import PhonebookConfig
 from ds_parrots.tasks.shortest_path import ShortestPathConfig
 from ds_parrots.tasks.two_hop import TwoHopConfig
@@ -123,6 +123,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunAborted as e:
+        if e.report:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     finally:
         from ds_parrots.distributed import shutdown
 

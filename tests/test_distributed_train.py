@@ -11,9 +11,8 @@ COMMON = ["--task.book-size", "64", "--task.num-queries", "16", "--train.steps",
           "--train.micro-batch", "4", "--train.log-every", "1", "--train.save-every", "4", "--train.no-progress",
           "--optim.lr", "3e-3", "--optim.warmup-frac", "0.0", "--train.max-eval", "8"]
 
+# AutoEP with ZeRO-3 and ep 2 is trained, killed and resumed in test_reliability.py.
 CASES = {
-    "autoep-zero3-ep2": ["--preset", "tiny-moe", "--moe.backend", "autoep", "--moe.ep-size", "2",
-                         "--train.zero-stage", "3"],
     "native-zero2-ep2": ["--preset", "tiny-moe", "--moe.backend", "native", "--moe.ep-size", "2",
                          "--train.zero-stage", "2"],
     "dense-zero3": ["--preset", "tiny-dense", "--train.zero-stage", "3"],

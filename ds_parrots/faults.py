@@ -1,0 +1,59 @@
+"""Fault injection for the reliability tests: make a real run fail at a chosen step, on a chosen rank.
+
+    DS_PARROTS_FAULT="sigkill@6:1"             rank 1 is SIGKILLed right after finishing step 6
+    DS_PARROTS_FAULT="hang@3:1"                rank 1 stops responding before step 3
+    DS_PARROTS_FAULT="nan@5"                   the loss of step 5 is NaN on every rank (so are its gradients)
+    DS_PARROTS_FAULT="sigkill_in_save@8:1"     rank 1 dies after writing its files of checkpoint 8, before the
+                                               checkpoint is marked complete
+Several faults: comma-separated. Without ":rank" a fault hits every rank.
+
+The faults are the real thing (a process killed by the kernel, a process that sleeps, a NaN that flows through
+backward and the optimizer), injected at a chosen point so that a test is deterministic. Unset, every check is
+one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from functools import lru_cache
+from typing import Optional
+
+ENV = "DS_PARROTS_FAULT"
+KINDS = ("sigkill", "hang", "nan", "sigkill_in_save")
+
+
+@lru_cache(maxsize=None)
+def _parse(spec: str) -> tuple[tuple[str, int, Optional[int]], ...]:
+    out = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        try:
+            kind, where = item.split("@")
+            step, _, rank = where.partition(":")
+            fault = (kind, int(step), int(rank) if rank else None)
+        except ValueError:
+            raise ValueError(f"{ENV}={spec!r}: {item!r} is not kind@step[:rank]") from None
+        if kind not in KINDS:
+            raise ValueError(f"{ENV}={spec!r}: unknown fault {kind!r}; one of {', '.join(KINDS)}")
+        out.append(fault)
+    return tuple(out)
+
+
+def active(kind: str, step: int, rank: int) -> bool:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return False
+    return any(k == kind and s == step and r in (None, rank) for k, s, r in _parse(spec))
+
+
+def inject(kind: str, step: int, rank: int) -> None:
+    """Die or hang here if the environment asks for `kind` at this step on this rank."""
+    if not active(kind, step, rank):
+        return
+    print(f"[fault injection] {kind} at step {step} on rank {rank}", flush=True)
+    if kind in ("sigkill", "sigkill_in_save"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "hang":
+        while True:
+            time.sleep(3600)
