@@ -20,6 +20,7 @@ classes, never arbitrary code.
 from __future__ import annotations
 
 import math
+import pickle
 import re
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,14 @@ def safe_load(path: Path, mmap: bool = False) -> dict:
                     raise
                 # A legacy (non-zip) torch.save file cannot be mapped; the restricted unpickler still applies.
                 return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own text advises weights_only=False, exactly what must not be done with a file like this.
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(e))
+        raise ConfigError(f"cannot read checkpoint file {path}: it holds "
+                          f"{'the object ' + found.group(1) if found else 'objects other than tensors'}, which no "
+                          "checkpoint of ours holds; refused without running it (files are loaded with "
+                          "weights_only=True: tensors and DeepSpeed's own state only). Use a checkpoint written by "
+                          "ds_parrots from a source you trust") from None
     except Exception as e:  # noqa: BLE001  (any unreadable file becomes one clear line)
         raise ConfigError(f"cannot read checkpoint file {path}: {str(e).splitlines()[0][:300]} (files are loaded "
                           "with weights_only=True: tensors and DeepSpeed's own state only)") from None
