@@ -41,7 +41,8 @@ def resolve(path: Path) -> tuple[Path, Path]:
     if (path / "latest").is_file():
         tag = (path / "latest").read_text().strip()
         if not (path / tag).is_dir():
-            raise ConfigError(f"{path / 'latest'} names {tag!r}, which is not a directory there")
+            raise ConfigError(f"{path / 'latest'} names {tag!r}, which is not a directory there; write the name of an "
+                              "existing step directory into it, or pass that step directory itself")
         return path / tag, path.parent
     if path.is_dir() and any(p.name.endswith("model_states.pt") for p in path.iterdir()):
         return path, path.parent.parent
