@@ -506,6 +506,23 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, assets, capsys
     MESSAGES[case.id] = shown.replace(str(tmp_path), "<tmp>").replace(str(assets["tokenizer"]), "<tok.model>")
 
 
+def test_the_console_scripts_print_the_same_one_line(tmp_path):
+    """The real entry points (not only their main functions): exit code 2, one line, payload not run."""
+    import subprocess
+    import sys
+
+    from helpers import cpu_env
+
+    write_run(tmp_path / "run", payload=True)
+    for cmd in ([sys.executable, "-m", "ds_parrots.cli", "consolidate", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "m.safetensors")],
+                [sys.executable, str(REPO / "eval" / "cli.py"), str(tmp_path / "run")]):
+        proc = subprocess.run(cmd, cwd=tmp_path, env=cpu_env(), capture_output=True, text=True, timeout=120)
+        lines = [l for l in proc.stderr.splitlines() if l.strip() and not _NOISE.match(l)]
+        assert proc.returncode == 2 and len(lines) == 1 and "weights_only=True" in lines[0], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def parser_message(lines: list[str]) -> str:
     """tyro's box, flattened for the doc: its title and the text before the help it appends."""
     rule = set("│╭╰╮╯─-|+ ")  # rich's box characters, or their ASCII stand-ins when not on a terminal
