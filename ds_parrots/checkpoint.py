@@ -248,6 +248,15 @@ def check_resume_topology(run_dir: Path, world_size: int) -> None:
                           "the optimizer state restarts)")
 
 
+def check_resume_files(run_dir: Path) -> None:
+    """Every file of the checkpoint to resume loads with weights_only=True (checked on each rank, before
+    launch): DeepSpeed's engine.load_checkpoint then unpickles them with weights_only=False, so a file
+    planted in the run directory would otherwise run its code."""
+    from ds_parrots.checkpoint_reader import check_checkpoint_files
+
+    check_checkpoint_files(checkpoint_dir(run_dir) / require_resumable(run_dir))
+
+
 def load(engine, run_dir: Path) -> dict:
     """Collective: restores model, optimizer, scheduler and returns the client state saved with it."""
     tag = require_resumable(run_dir)

@@ -20,6 +20,7 @@ classes, never arbitrary code.
 from __future__ import annotations
 
 import math
+import pickle
 import re
 from pathlib import Path
 from typing import Callable
@@ -57,14 +58,37 @@ def _allowed_globals() -> list:
     return out
 
 
-def safe_load(path: Path) -> dict:
-    """torch.load(weights_only=True) with DeepSpeed's plain-data classes allowed; errors name the file."""
+def safe_load(path: Path, mmap: bool = False) -> dict:
+    """torch.load(weights_only=True) with DeepSpeed's plain-data classes allowed; errors name the file.
+    mmap=True maps the tensor data instead of reading it (zip-format files), for a cheap check."""
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if not (mmap and "mmap" in str(e)):
+                    raise
+                # A legacy (non-zip) torch.save file cannot be mapped; the restricted unpickler still applies.
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own text advises weights_only=False, exactly what must not be done with a file like this.
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(e))
+        raise ConfigError(f"cannot read checkpoint file {path}: it holds "
+                          f"{'the object ' + found.group(1) if found else 'objects other than tensors'}, which no "
+                          "checkpoint of ours holds; refused without running it (files are loaded with "
+                          "weights_only=True: tensors and DeepSpeed's own state only). Use a checkpoint written by "
+                          "ds_parrots from a source you trust") from None
     except Exception as e:  # noqa: BLE001  (any unreadable file becomes one clear line)
         raise ConfigError(f"cannot read checkpoint file {path}: {str(e).splitlines()[0][:300]} (files are loaded "
                           "with weights_only=True: tensors and DeepSpeed's own state only)") from None
+
+
+def check_checkpoint_files(tag_dir: Path) -> None:
+    """Refuse a checkpoint step directory holding a .pt file that weights_only=True cannot load, before
+    DeepSpeed's engine.load_checkpoint reads it: DeepSpeed 0.19's TorchCheckpointEngine.load calls
+    torch.load(weights_only=False), which runs any code pickled into the file. Tensors are mapped, not read."""
+    for f in sorted(Path(tag_dir).glob("*.pt")):
+        safe_load(f, mmap=True)
 
 
 def _is_expert_name(name: str) -> bool:

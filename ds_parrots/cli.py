@@ -175,8 +175,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if rest[:1] == ["--vocab-size"] and len(rest) == 2 and rest[1].isdigit():
             vocab = int(rest[1])
         elif rest:
-            print("usage: ds-parrots presets [--vocab-size N]  (sizes at the 32k vocabulary unless given)",
-                  file=sys.stderr)
+            print(f"error: ds-parrots presets: unexpected {' '.join(rest)!r}; it takes only --vocab-size N, a "
+                  "whole number (sizes are at the 32k vocabulary unless given)", file=sys.stderr)
             return 2
         print(presets_table(vocab))
         print("\nSynthetic tasks set the vocabulary from their tokenizer; sizes above use the vocab shown.")
@@ -195,7 +195,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         except ConfigError as e:  # DataError and TokenizerError too: a user's mistake, one line, no traceback
             print(f"error: {e}", file=sys.stderr)
             return 2
-    print(f"error: unknown command {cmd!r}\n\n{USAGE.strip()}", file=sys.stderr)
+    commands = ["train", "presets", *DATA_COMMANDS, *MODULE_COMMANDS]
+    print(f"error: unknown command {cmd!r}; commands: {', '.join(commands)} (ds-parrots --help describes them)",
+          file=sys.stderr)
     return 2
 
 

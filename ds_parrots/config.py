@@ -85,7 +85,8 @@ class ModelConfig:
         if self.n_heads % self.kv_heads:
             raise ConfigError(f"--model.n-kv-heads={self.kv_heads} must divide --model.n-heads={self.n_heads}")
         if self.is_moe and self.top_k > self.num_experts:
-            raise ConfigError(f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}")
+            raise ConfigError(f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}; lower "
+                              "--model.top-k or raise --model.num-experts")
 
     @property
     def is_moe(self) -> bool:

@@ -42,8 +42,10 @@ def resolve(path: Path) -> tuple[Path, Path]:
     if (path / "latest").is_file() or (path.is_dir() and any(is_complete(path / t) for t in tags(path))):
         tag = resume_tag(path)
         if tag is None:
-            raise ConfigError(f"{path} holds no complete checkpoint ({path / 'latest'} names a missing or "
-                              "unfinished one); pass a checkpoint step directory instead")
+            named = (path / "latest").read_text().strip() if (path / "latest").is_file() else ""
+            raise ConfigError(f"{path} holds no complete checkpoint: {path / 'latest'} names {named!r}, which is "
+                              "missing or unfinished; write the name of a complete step directory into it, or pass "
+                              "that step directory itself")
         return path / tag, path.parent
     if path.is_dir() and any(p.name.endswith("model_states.pt") for p in path.iterdir()):
         if not is_complete(path) and any(is_complete(path.parent / t) for t in tags(path.parent)):

@@ -70,25 +70,32 @@ def validate(model: ModelConfig, moe: MoEConfig, train: TrainConfig, world_size:
         raise ConfigError("--moe.capacity-factor applies to the native backend only (AutoEP is dropless); "
                           "drop the flag or use --moe.backend native")
     gradient_accumulation(train, world_size)
+    read_template(train)  # a missing or broken --train.ds-config fails here, not after launch
 
 
-def _template_path(train: TrainConfig) -> Path:
-    if train.ds_config is not None:
-        path = Path(train.ds_config)
-        if not path.is_file():
-            raise ConfigError(f"--train.ds-config {path}: no such file")
-        return path
-    return shipped_file(f"zero{train.zero_stage}.json")
+def read_template(train: TrainConfig) -> dict:
+    """The DeepSpeed JSON template: --train.ds-config, else ds_configs/zero{stage}.json."""
+    if train.ds_config is None:
+        return json.loads(shipped_file(f"zero{train.zero_stage}.json").read_text())
+    path = Path(train.ds_config)
+    if not path.is_file():
+        raise ConfigError(f"--train.ds-config {path}: no such file; give a DeepSpeed JSON config, or drop the flag "
+                          f"to use the shipped ds_configs/zero{train.zero_stage}.json")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--train.ds-config {path} is not valid JSON ({e}); fix it, or drop the flag to use "
+                          f"the shipped ds_configs/zero{train.zero_stage}.json") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"--train.ds-config {path} holds a JSON {type(cfg).__name__}, not an object of DeepSpeed "
+                          "settings")
+    return cfg
 
 
 def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig,
                     world_size: int) -> dict:
     """The DeepSpeed config: the template with our flags written over the fields they own."""
-    path = _template_path(train)
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"DeepSpeed config template {path} is not valid JSON: {e}") from None
+    cfg = read_template(train)
     cfg["train_micro_batch_size_per_gpu"] = micro_batch_size(train, world_size)
     cfg["gradient_accumulation_steps"] = gradient_accumulation(train, world_size)
     cfg["train_batch_size"] = train.global_batch

@@ -43,14 +43,14 @@ def hf_model_config(path: Path) -> ModelConfig:
 
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from ds_parrots.checkpoint_reader import load_tensors
 
     index = path / "model.safetensors.index.json"
     files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
              else ["model.safetensors"])
     out = {}
     for f in files:
-        out.update(load_file(str(path / f)))
+        out.update(load_tensors(path / f))
     return out
 
 

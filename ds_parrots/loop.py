@@ -31,6 +31,7 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
     if run.train.resume:
         checkpoint.require_resumable(run_dir)
         checkpoint.check_resume_topology(run_dir, env_world_size())
+        checkpoint.check_resume_files(run_dir)
     elif run.train.init_from:
         check_init_from(run.train.init_from, model_cfg, run.train.steps)
     checkpoint.check_run_dir(run_dir, config, run.train.resume)
@@ -39,9 +40,14 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
 
 def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
     """The checkpoint exists, holds this model, and stops before --train.steps."""
-    from ds_parrots.consolidate import checkpoint_metadata
+    from ds_parrots.checkpoint_reader import check_checkpoint_files
+    from ds_parrots.consolidate import FORMAT, checkpoint_metadata, resolve
 
     meta = checkpoint_metadata(Path(path))
+    if meta.get("format") == FORMAT and not Path(path).suffix == ".safetensors":
+        # A DeepSpeed checkpoint directory: refuse an unreadable or foreign file now, not after the run
+        # directory is written and the process group started.
+        check_checkpoint_files(resolve(Path(path))[0])
     ours = dataclasses.asdict(model_cfg)
     diff = sorted(k for k in ours.keys() | meta["model"].keys() if ours.get(k) != meta["model"].get(k))
     if diff:

@@ -73,7 +73,7 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
             raise ConfigError(f"mixture {file}: source {name!r} has weight {weight!r}; weights must be numbers > 0 "
                               "(drop the source to leave it out)")
         if name in seen:
-            raise ConfigError(f"mixture {file}: source name {name!r} appears twice")
+            raise ConfigError(f"mixture {file}: source name {name!r} appears twice; give each source its own 'name'")
         seen.add(name)
         path = Path(e["path"])
         for suffix in (".bin", ".idx"):
