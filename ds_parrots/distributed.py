@@ -25,6 +25,13 @@ def ensure_process_group(timeout_s: Optional[float] = None) -> None:
     if not dist.is_initialized():
         kwargs = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
         deepspeed.init_distributed(verbose=False, **kwargs)
+        if timeout_s is not None:
+            # Groups made later (DeepSpeed's expert-parallel and expert-data-parallel groups) take torch's
+            # module-level default, 30 minutes, not the world group's timeout: a rank hung inside an expert
+            # all-to-all would stall its peers that long.
+            from torch.distributed import distributed_c10d
+
+            distributed_c10d.default_pg_timeout = timedelta(seconds=timeout_s)
         if dist.get_world_size() > 1:
             signal.signal(signal.SIGTERM, _terminated)
 

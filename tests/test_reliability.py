@@ -79,7 +79,8 @@ def test_sigkill_mid_run_and_during_save_then_resume_bit_for_bit(tmp_path):
 
 
 def test_a_hung_rank_stops_the_others_with_its_rank_named(tmp_path):
-    args = ["phonebook", "--preset", "tiny-dense", *TINY, "--train.steps", "6", "--train.save-every", "2",
+    # MoE with expert parallelism: DeepSpeed's expert groups must get the timeout too, not torch's 30 minutes.
+    args = ["phonebook", "--preset", "tiny-moe", "--moe.backend", "autoep", "--moe.ep-size", "2", *TINY, "--train.steps", "6", "--train.save-every", "2",
             "--train.collective-timeout", "5", "--train.out-dir", str(tmp_path), "--train.run-name", "run"]
     # The subprocess timeout is the hang detector: without the collective timeout rank 0 would wait 30 minutes.
     proc = run_with_fault(args, "hang@3:1", nproc=2, timeout=240)
