@@ -122,11 +122,13 @@ def main(a: Args) -> None:
         completed = fault_step if fault.startswith("sigkill") else fault_step - 1
         rows.append((name, faulty.rc, detect, completed - saved, resumed.first_step_at,
                      (faulty.seconds + resumed.seconds) / clean.seconds, exact))
-    print(f"\nbaseline: {clean.seconds:.1f} s for {a.steps} steps, start-up included\n")
+    print(f"\nbaseline: {clean.seconds:.1f} s for {a.steps} steps, start-up included; its first step finished "
+          f"{clean.first_step_at:.1f} s after launch\n")
     print("| fault | exit code | detect (s) | steps lost | resume to first step (s) | total / clean | exact |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, rc, detect, lost, first, ratio, exact in rows:
-        print(f"| {name} | {rc} | {detect:.1f} | {lost} | {first:.1f} | {ratio:.2f}x | {'yes' if exact else 'NO'} |")
+        shown = "same step" if detect != detect else f"{detect:.1f}"  # NaN: caught in the step it happens
+        print(f"| {name} | {rc} | {shown} | {lost} | {first:.1f} | {ratio:.2f}x | {'yes' if exact else 'NO'} |")
     if a.out_dir is None:
         shutil.rmtree(root)
 
