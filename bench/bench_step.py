@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,8 +34,10 @@ class Bench:
     """Expert counts to measure."""
     top_k: int = 2
     """Experts per token."""
-    backends: list[str] = field(default_factory=lambda: ["autoep", "native"])
-    """MoE backends to measure."""
+    backends: list[Literal["autoep", "autoep-deepspeed", "native"]] = field(
+        default_factory=lambda: ["autoep", "native"])
+    """MoE backends to measure. autoep-deepspeed: AutoEP with DeepSpeed's own expert compute
+    (--moe.autoep-experts deepspeed) instead of our grouped SwiGLU."""
     seq_len: int = 256
     """Tokens per sequence."""
     micro_batch: int = 8
@@ -57,7 +60,8 @@ def measure(bench: Bench, num_experts: int, backend: str, ffn: int) -> float:
     model_cfg = ModelConfig(vocab_size=bench.vocab_size, d_model=bench.d_model, n_layers=bench.n_layers,
                             n_heads=bench.n_heads, ffn_dim=ffn, num_experts=num_experts, top_k=bench.top_k,
                             max_seq_len=bench.seq_len)
-    moe = MoEConfig(backend=backend)
+    moe = MoEConfig(backend="autoep", autoep_experts="deepspeed") if backend == "autoep-deepspeed" else \
+        MoEConfig(backend=backend)
     train = TrainConfig(steps=bench.warmup + bench.steps, global_batch=bench.micro_batch,
                         micro_batch=bench.micro_batch, zero_stage=bench.zero_stage, precision="fp32")
     torch.manual_seed(0)
@@ -89,9 +93,9 @@ def main() -> None:
     for e in bench.experts:
         for backend in bench.backends:
             rows.append((f"MoE E={e} {backend}", measure(bench, e, backend, bench.d_model)))
-    print(f"{'model':<22} {'ms/step':>9} {'tokens/s':>10} {'time / dense':>13}")
+    print(f"{'model':<26} {'ms/step':>9} {'tokens/s':>10} {'time / dense':>13}")
     for name, t in rows:
-        print(f"{name:<22} {1000 * t:>9.1f} {tokens / t:>10.0f} {t / dense:>13.2f}x")
+        print(f"{name:<26} {1000 * t:>9.1f} {tokens / t:>10.0f} {t / dense:>13.2f}x")
     shutdown()
 
 

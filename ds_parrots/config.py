@@ -127,6 +127,10 @@ class MoEConfig:
     """native only: capacity factor in evaluation. None: same as capacity_factor."""
     min_capacity: int = 4
     """native only: lower bound of each expert's capacity when dropping."""
+    autoep_experts: Literal["grouped", "deepspeed"] = "grouped"
+    """autoep only: who computes the experts inside DeepSpeed's AutoEP layer. grouped: our grouped SwiGLU
+    (ds_parrots/model/grouped_swiglu.py) wherever DeepSpeed would loop over experts (the CPU: no grouped GEMM
+    there), same parameters, routing and all-to-all; deepspeed: DeepSpeed's own expert compute."""
 
     def __post_init__(self) -> None:
         if self.ep_size < 1:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
-from ds_parrots.model.moe import RouterCapture
+from ds_parrots.model.moe import RouterCapture, use_grouped_swiglu
 
 
 def env_world_size() -> int:
@@ -108,7 +108,9 @@ def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, trai
         cfg["expert_parallel"] = {**cfg.get("expert_parallel", {}), "enabled": True, "autoep_size": moe.ep_size,
                                   "preset_model": "mixtral"}
         if not torch.cuda.is_available():
-            # torch._grouped_mm has no CPU kernel: use AutoEP's per-expert loop there.
+            # AutoEP's per-expert loop on the CPU, which initialize() then swaps for our grouped SwiGLU
+            # (use_grouped_swiglu). torch._grouped_mm does run on the CPU in torch 2.13, but it is slower
+            # than ours at E = 8 and its backward rejects stride-0 gradients (bench/RESULTS.md).
             cfg["expert_parallel"].setdefault("use_grouped_mm", False)
     else:
         cfg.pop("expert_parallel", None)
@@ -183,6 +185,8 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=param_groups(model, optim.weight_decay),
                                            optimizer=make_optimizer, lr_scheduler=make_scheduler,
                                            config=ds_config)
+    if model_cfg.is_moe and moe.backend == "autoep" and moe.autoep_experts == "grouped":
+        use_grouped_swiglu(engine.module)
     capture = RouterCapture(engine.module, model_cfg.top_k) if model_cfg.is_moe else None
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "

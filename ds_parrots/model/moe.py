@@ -14,6 +14,7 @@ native layer's own GShard loss has no z-loss term.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ds_parrots.config import ModelConfig, MoEConfig
+from ds_parrots.model.grouped_swiglu import grouped_swiglu
 from ds_parrots.model.transformer import SwiGLU
 
 
@@ -36,14 +38,22 @@ def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]
 class MixtralExperts(nn.Module):
     """E SwiGLU experts as two fused 3-D tensors (Hugging Face Mixtral layout)."""
 
-    def __init__(self, num_experts: int, d_model: int, ffn_dim: int):
+    def __init__(self, num_experts: int, d_model: int, ffn_dim: int, impl: str = "grouped"):
         super().__init__()
-        self.num_experts, self.ffn_dim = num_experts, ffn_dim
+        if impl not in ("grouped", "loop"):
+            raise ValueError(f"expert impl {impl!r}: expected 'grouped' or 'loop'")
+        self.num_experts, self.ffn_dim, self.impl = num_experts, ffn_dim, impl
         self.gate_up_proj = nn.Parameter(torch.empty(num_experts, 2 * ffn_dim, d_model))
         self.down_proj = nn.Parameter(torch.empty(num_experts, d_model, ffn_dim))
 
     def forward(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
         """x [N, d] sorted by expert, counts[e] rows for expert e; returns [N, d] in the same order."""
+        if self.impl == "loop":
+            return self.forward_loop(x, counts)
+        return grouped_swiglu(x, counts, (self.gate_up_proj,), self.down_proj)
+
+    def forward_loop(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """The reference: one F.linear per expert under plain autograd (slow backward, see grouped_swiglu)."""
         outs = []
         for e, chunk in enumerate(torch.split(x, counts)):
             if chunk.shape[0] == 0:
@@ -56,11 +66,11 @@ class MixtralExperts(nn.Module):
 class MoEFeedForward(nn.Module):
     """Mixtral-style sparse feed-forward, dropless. DeepSpeed AutoEP replaces it at initialize."""
 
-    def __init__(self, d_model: int, ffn_dim: int, num_experts: int, top_k: int):
+    def __init__(self, d_model: int, ffn_dim: int, num_experts: int, top_k: int, expert_impl: str = "grouped"):
         super().__init__()
         self.top_k = top_k
         self.gate = nn.Linear(d_model, num_experts, bias=False)
-        self.experts = MixtralExperts(num_experts, d_model, ffn_dim)
+        self.experts = MixtralExperts(num_experts, d_model, ffn_dim, expert_impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -69,9 +79,10 @@ class MoEFeedForward(nn.Module):
         flat = experts.reshape(-1)
         order = torch.argsort(flat, stable=True)
         counts = torch.bincount(flat, minlength=self.experts.num_experts).tolist()
-        out_sorted = self.experts(x[order // self.top_k], counts)
+        token = order // self.top_k
+        out_sorted = self.experts(x.index_select(0, token), counts)
         out_sorted = out_sorted * weights.reshape(-1)[order].unsqueeze(-1).to(out_sorted.dtype)
-        out = torch.zeros_like(x).index_add_(0, order // self.top_k, out_sorted.to(x.dtype))
+        out = torch.zeros_like(x).index_add_(0, token, out_sorted.to(x.dtype))
         return out.reshape(shape)
 
 
@@ -95,6 +106,38 @@ class NativeMoEFeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _l_aux, _counts = self.moe(x)
         return out
+
+
+@functools.cache
+def _grouped_swiglu_experts_class() -> type:
+    """DeepSpeed's GroupedExperts with our kernel as forward (built on first use: importing DeepSpeed is slow)."""
+    from deepspeed.moe.ep_experts import GroupedExperts
+
+    class GroupedSwiGLUExperts(GroupedExperts):
+        def forward(self, x: torch.Tensor, num_tokens_per_expert: torch.Tensor) -> torch.Tensor:
+            return grouped_swiglu(x, num_tokens_per_expert.tolist(), (self.w1, self.w3), self.w2)
+
+    return GroupedSwiGLUExperts
+
+
+def use_grouped_swiglu(model: nn.Module) -> int:
+    """Run the experts of every DeepSpeed AutoEP layer in `model` with our grouped SwiGLU where DeepSpeed
+    would run its per-expert loop (use_grouped_mm off, as on the CPU); returns how many were switched.
+
+    DeepSpeed's loop indexes its [E, ...] weights per expert under autograd, and the backward of each index
+    is a zero-filled gradient of the whole tensor: O(E^2) memory traffic (see grouped_swiglu). The swap
+    changes only the class of the experts module (a subclass whose forward calls our kernel on the same
+    w1 / w2 / w3): parameters, state-dict names, routing, permutation and all-to-all stay DeepSpeed's.
+    """
+    from deepspeed.moe.ep_experts import GroupedExperts
+
+    switched = 0
+    for module in model.modules():
+        if (type(module) is GroupedExperts and module.activation == "swiglu" and not module.use_grouped_mm
+                and not module.use_triton_grouped_mm):
+            module.__class__ = _grouped_swiglu_experts_class()
+            switched += 1
+    return switched
 
 
 def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig,

@@ -1,0 +1,68 @@
+"""Train a few steps through our engine twice from the same weights and batches: DeepSpeed AutoEP's own
+expert compute, then our grouped SwiGLU swapped into its layers. Writes, for each, the losses, the full
+gradients of the expert and router weights at the first step (safe_get_full_grad: any ZeRO stage) and the
+class of the experts modules that ran. Arguments: --zero N --ep N OUT."""
+
+import argparse
+import json
+
+import torch
+import torch.distributed as dist
+from deepspeed.utils import safe_get_full_grad
+
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
+from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
+from ds_parrots.engine import initialize, lm_loss
+from ds_parrots.model import build_model
+
+
+def run(impl: str, zero: int, ep: int) -> dict:
+    cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2,
+                      max_seq_len=16)
+    moe = MoEConfig(backend="autoep", ep_size=ep, autoep_experts=impl)
+    torch.manual_seed(0)
+    model = build_model(cfg, moe)
+    world = dist.get_world_size()
+    trainer = initialize(model, cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0),
+                         TrainConfig(steps=3, global_batch=2 * world, micro_batch=2, zero_stage=zero,
+                                     precision="fp32"))
+    engine = trainer.engine
+    classes = sorted({type(m.mlp.experts).__name__ for m in engine.module.model.layers})
+    # Each rank its own tokens, the same for both runs; 16 tokens over 8 experts leaves some experts empty.
+    gen = torch.Generator().manual_seed(100 + dist.get_rank())
+    losses, grads = [], {}
+    for step in range(3):
+        x = torch.randint(0, 40, (2, 9), generator=gen)
+        logits = engine(x[:, :-1])
+        loss = lm_loss(logits, x[:, 1:])
+        stats = trainer.capture.pop()
+        engine.backward(loss + 0.01 * stats.aux_loss + 0.001 * stats.z_loss)
+        if step == 0:
+            for name, p in engine.module.named_parameters():
+                if ".mlp." in name:
+                    grads[name] = safe_get_full_grad(p).flatten().tolist()
+        engine.step()
+        losses.append(loss.item())
+    return {"losses": losses, "grads": grads, "classes": classes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--local_rank", type=int, default=0)
+    parser.add_argument("--zero", type=int, required=True)
+    parser.add_argument("--ep", type=int, required=True)
+    parser.add_argument("out")
+    args = parser.parse_args()
+    ensure_process_group()
+    result = {impl: run(impl, args.zero, args.ep) for impl in ("deepspeed", "grouped")}
+    per_rank = [None] * dist.get_world_size()
+    dist.all_gather_object(per_rank, result)
+    if dist.get_rank() == 0:
+        with open(args.out, "w") as f:
+            json.dump(per_rank, f)
+    shutdown()
+
+
+if __name__ == "__main__":
+    main()
+    exit_process(0)
