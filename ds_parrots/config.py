@@ -206,6 +206,10 @@ class TrainConfig:
     """DataLoader worker processes that build samples (0: in the training process)."""
     progress: bool = True
     """Show a progress bar on rank 0."""
+    peak_tflops: Optional[float] = None
+    """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
+    (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
+    and achieved TFLOP/s per device are). 0: unknown, do not log MFU."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):
@@ -213,6 +217,8 @@ class TrainConfig:
                 raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.save_every < 0 or self.eval_every < 0:
             raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        if self.peak_tflops is not None and self.peak_tflops < 0:
+            raise ConfigError(f"--train.peak-tflops={self.peak_tflops} must be >= 0 (0: unknown)")
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
+from ds_parrots.model.counting import flops_per_token
 from ds_parrots.model.moe import RouterCapture
 
 
@@ -134,6 +135,8 @@ class Trainer:
     """The DeepSpeed engine."""
     capture: Optional[RouterCapture]
     moe: MoEConfig
+    model_cfg: Optional[ModelConfig] = None
+    """The model trained, for its FLOPs per token."""
     init_step: Optional[int] = None
     """Step of the --train.init-from checkpoint whose weights the model started from."""
 
@@ -162,7 +165,7 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
                            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.model.moe")
-    return Trainer(engine, capture, moe)
+    return Trainer(engine, capture, moe, model_cfg)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -175,7 +178,7 @@ def train_step(trainer: Trainer, micro_batches) -> dict:
     engine, moe = trainer.engine, trainer.moe
     sums = {"loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0}
     load = {}
-    tokens = 0
+    tokens, flops = 0, 0.0
     for input_ids, targets in micro_batches:
         input_ids, targets = input_ids.to(engine.device), targets.to(engine.device)
         logits = engine(input_ids)
@@ -192,11 +195,14 @@ def train_step(trainer: Trainer, micro_batches) -> dict:
         engine.step()
         sums["loss"] += loss.item()
         tokens += input_ids.numel()
+        if trainer.model_cfg is not None:
+            flops += input_ids.numel() * flops_per_token(trainer.model_cfg, input_ids.shape[1])
     n = len(micro_batches)
     out = {k: v / n for k, v in sums.items()}
     if trainer.capture is None:
         del out["aux_loss"], out["z_loss"]
     out["tokens"] = tokens
+    out["flops"] = flops
     out["load"] = {layer: v / n for layer, v in load.items()}
     gn = engine.get_global_grad_norm()
     out["grad_norm"] = float(gn) if gn is not None and math.isfinite(float(gn)) else float("nan")

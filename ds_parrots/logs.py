@@ -55,7 +55,7 @@ class RunLogger:
                                           bucket_limits=list(range(1, len(frac) + 1)),
                                           bucket_counts=frac.tolist(), global_step=step)
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items() if k in ("loss", "aux_loss", "lr")})
+            self.bar.set_postfix(console_fields(scalars))
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -72,6 +72,18 @@ class RunLogger:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def console_fields(scalars: dict) -> dict:
+    """The few scalars worth a place on the progress line, formatted."""
+    out = {k: f"{scalars[k]:.4g}" for k in ("loss", "aux_loss", "lr") if k in scalars}
+    if "tokens_per_s" in scalars:
+        out["tok/s"] = f"{scalars['tokens_per_s']:,.0f}"
+    if "tflops_per_device" in scalars:
+        out["TFLOP/s"] = f"{scalars['tflops_per_device']:.3g}"
+    if "mfu" in scalars:
+        out["mfu"] = f"{100 * scalars['mfu']:.1f}%"
+    return out
 
 
 def coefficient_of_variation(frac: torch.Tensor) -> float:
