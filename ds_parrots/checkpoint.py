@@ -47,7 +47,7 @@ def require_resumable(run_dir: Path) -> str:
 RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
                      "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
                      "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name", "train.init_from",
-                     "train.peak_tflops",
+                     "train.activation_checkpointing", "train.peak_tflops",
                      # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
                      "data.data_root", "data.tokenizer"}
 

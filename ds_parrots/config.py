@@ -206,6 +206,10 @@ class TrainConfig:
     """DataLoader worker processes that build samples (0: in the training process)."""
     progress: bool = True
     """Show a progress bar on rank 0."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in the backward pass instead of keeping them
+    (torch.utils.checkpoint, non-reentrant): activation memory drops to one block's plus the block inputs,
+    for about one more forward pass of compute. Results are unchanged."""
     peak_tflops: Optional[float] = None
     """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
     (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s

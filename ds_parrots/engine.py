@@ -147,6 +147,7 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
+    model.model.activation_checkpointing = train.activation_checkpointing
 
     def make_optimizer(groups):
         groups = list(groups)
@@ -192,6 +193,9 @@ def train_step(trainer: Trainer, micro_batches) -> dict:
             for layer, frac in stats.load.items():
                 load[layer] = load.get(layer, 0) + frac.cpu()
         engine.backward(total)
+        if trainer.capture is not None:
+            # Activation checkpointing reruns the routers in backward; those logits belong to no step.
+            trainer.capture.clear()
         engine.step()
         sums["loss"] += loss.item()
         tokens += input_ids.numel()
