@@ -162,6 +162,11 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=param_groups(model, optim.weight_decay),
                                            optimizer=make_optimizer, lr_scheduler=make_scheduler,
                                            config=ds_config)
+    if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
+        # One data-parallel rank has nothing to average, yet DeepSpeed would still copy every gradient into
+        # a flat buffer, all-reduce it over a group of one and copy it back each step (~7% of a small CPU
+        # step, bench/bench_engine_overhead.py). Results are identical without it.
+        engine.enable_backward_allreduce = False
     capture = RouterCapture(engine.module, model_cfg.top_k) if model_cfg.is_moe else None
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
