@@ -82,3 +82,12 @@ def test_training_run_logs_tokens_tflops_and_mfu_to_tensorboard(tmp_path):
         per_token = tflops * 1e12 / tok
         assert flops_per_token(model, 1) <= per_token * (1 + 1e-5)
         assert per_token <= flops_per_token(model, model.max_seq_len) * (1 + 1e-5)
+
+
+def test_progress_line_shows_throughput_and_mfu():
+    from ds_parrots.logs import console_fields
+
+    line = console_fields({"loss": 2.5, "lr": 1e-3, "tokens_per_s": 12345.6, "tflops_per_device": 0.0421,
+                           "mfu": 0.0842, "grad_norm": 1.0})
+    assert line == {"loss": "2.5", "lr": "0.001", "tok/s": "12,346", "TFLOP/s": "0.0421", "mfu": "8.4%"}
+    assert "mfu" not in console_fields({"loss": 2.5, "tokens_per_s": 1.0, "tflops_per_device": 0.1})
