@@ -80,6 +80,7 @@ RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.l
                      "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
                      "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name", "train.init_from",
                      "train.keep_last", "train.on_nonfinite", "train.collective_timeout",
+                     "train.activation_checkpointing", "train.peak_tflops",
                      # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
                      "data.data_root", "data.tokenizer"}
 

@@ -231,6 +231,14 @@ class TrainConfig:
     """DataLoader worker processes that build samples (0: in the training process)."""
     progress: bool = True
     """Show a progress bar on rank 0."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in the backward pass instead of keeping them
+    (torch.utils.checkpoint, non-reentrant): activation memory drops to one block's plus the block inputs,
+    for about one more forward pass of compute. Results are unchanged."""
+    peak_tflops: Optional[float] = None
+    """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
+    (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
+    and achieved TFLOP/s per device are). 0: unknown, do not log MFU."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):
@@ -242,6 +250,8 @@ class TrainConfig:
             raise ConfigError(f"--train.keep-last={self.keep_last} must be >= 0 (0 keeps every checkpoint)")
         if not self.collective_timeout > 0:
             raise ConfigError(f"--train.collective-timeout={self.collective_timeout} must be > 0 seconds")
+        if self.peak_tflops is not None and self.peak_tflops < 0:
+            raise ConfigError(f"--train.peak-tflops={self.peak_tflops} must be >= 0 (0: unknown)")
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
+from ds_parrots.model.counting import flops_per_token
 from ds_parrots.model.moe import RouterCapture, use_grouped_swiglu
 
 
@@ -143,6 +144,8 @@ class Trainer:
     """The DeepSpeed engine."""
     capture: Optional[RouterCapture]
     moe: MoEConfig
+    model_cfg: Optional[ModelConfig] = None
+    """The model trained, for its FLOPs per token."""
     init_step: Optional[int] = None
     """Step of the --train.init-from checkpoint whose weights the model started from."""
     guard_grads: bool = False
@@ -169,6 +172,7 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
+    model.model.activation_checkpointing = train.activation_checkpointing
 
     def make_optimizer(groups):
         groups = list(groups)
@@ -187,11 +191,16 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
                                            config=ds_config)
     if model_cfg.is_moe and moe.backend == "autoep" and moe.autoep_experts == "grouped":
         use_grouped_swiglu(engine.module)
+    if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
+        # One data-parallel rank has nothing to average, yet DeepSpeed would still copy every gradient into
+        # a flat buffer, all-reduce it over a group of one and copy it back each step (~7% of a small CPU
+        # step, bench/bench_engine_overhead.py). Results are identical without it.
+        engine.enable_backward_allreduce = False
     capture = RouterCapture(engine.module, model_cfg.top_k) if model_cfg.is_moe else None
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
                            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.model.moe")
-    return Trainer(engine, capture, moe, guard_grads=isinstance(engine.optimizer, SkippableAdamW))
+    return Trainer(engine, capture, moe, model_cfg, guard_grads=isinstance(engine.optimizer, SkippableAdamW))
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -209,7 +218,7 @@ def train_step(trainer: Trainer, micro_batches, poison: bool = False) -> dict:
     engine, moe = trainer.engine, trainer.moe
     sums = {"loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0}
     load = {}
-    tokens = 0
+    tokens, flops = 0, 0.0
     skipped_before, nonfinite_micro = engine.skipped_steps, []
     for j, (input_ids, targets) in enumerate(micro_batches):
         input_ids, targets = input_ids.to(engine.device), targets.to(engine.device)
@@ -226,6 +235,9 @@ def train_step(trainer: Trainer, micro_batches, poison: bool = False) -> dict:
             for layer, frac in stats.load.items():
                 load[layer] = load.get(layer, 0) + frac.cpu()
         engine.backward(total)
+        if trainer.capture is not None:
+            # Activation checkpointing reruns the routers in backward; those logits belong to no step.
+            trainer.capture.clear()
         if trainer.guard_grads and engine.is_gradient_accumulation_boundary():
             guard_nonfinite_grads(engine.module, engine.optimizer)
         engine.step()
@@ -234,11 +246,14 @@ def train_step(trainer: Trainer, micro_batches, poison: bool = False) -> dict:
             nonfinite_micro.append(j)
         sums["loss"] += value
         tokens += input_ids.numel()
+        if trainer.model_cfg is not None:
+            flops += input_ids.numel() * flops_per_token(trainer.model_cfg, input_ids.shape[1])
     n = len(micro_batches)
     out = {k: v / n for k, v in sums.items()}
     if trainer.capture is None:
         del out["aux_loss"], out["z_loss"]
     out["tokens"] = tokens
+    out["flops"] = flops
     out["load"] = {layer: v / n for layer, v in load.items()}
     gn = engine.get_global_grad_norm()
     out["grad_norm"] = float(gn) if gn is not None and math.isfinite(float(gn)) else float("nan")

@@ -60,7 +60,7 @@ class RunLogger:
             except OSError as e:
                 self._tensorboard_failed(e)
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in scalars.items() if k in ("loss", "aux_loss", "lr")})
+            self.bar.set_postfix(console_fields(scalars))
 
     def _write_step(self, step: int, scalars: dict, load: Optional[dict]) -> None:
         for k, v in scalars.items():
@@ -97,6 +97,18 @@ class RunLogger:
                 self.writer.close()
             except OSError as e:
                 self._tensorboard_failed(e)
+
+
+def console_fields(scalars: dict) -> dict:
+    """The few scalars worth a place on the progress line, formatted."""
+    out = {k: f"{scalars[k]:.4g}" for k in ("loss", "aux_loss", "lr") if k in scalars}
+    if "tokens_per_s" in scalars:
+        out["tok/s"] = f"{scalars['tokens_per_s']:,.0f}"
+    if "tflops_per_device" in scalars:
+        out["TFLOP/s"] = f"{scalars['tflops_per_device']:.3g}"
+    if "mfu" in scalars:
+        out["mfu"] = f"{100 * scalars['mfu']:.1f}%"
+    return out
 
 
 def coefficient_of_variation(frac: torch.Tensor) -> float:

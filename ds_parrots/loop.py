@@ -23,6 +23,7 @@ from ds_parrots.engine import (env_world_size, gradient_accumulation, initialize
 from ds_parrots.logs import RunLogger, coefficient_of_variation
 from ds_parrots.model import build_model
 from ds_parrots.model.counting import describe
+from ds_parrots.throughput import device_peak_tflops, throughput
 
 
 def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, config: dict) -> None:
@@ -180,8 +181,12 @@ def _train(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger, eval
         log.scalars("eval", metrics, step)
         return metrics
 
+    peak = device_peak_tflops(train.peak_tflops, resolve_precision(train))
+    log.info(f"MFU against a peak of {peak:g} TFLOP/s per device" if peak else
+             "peak FLOP/s of this device unknown: logging tokens/s and TFLOP/s per device, not MFU "
+             "(set --train.peak-tflops)")
     history = []
-    t_last, tokens_since = time.perf_counter(), 0
+    t_last, tokens_since, flops_since = time.perf_counter(), 0, 0.0
     step = start
     for step_batches in iterate_steps(batches, start, train.steps, train.num_workers):
         progress["where"] = f"step {step + 1}"
@@ -189,9 +194,10 @@ def _train(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger, eval
         out = train_step(trainer, step_batches, poison=faults.active("nan", step + 1, rank))
         step += 1
         tokens_since += out["tokens"]
+        flops_since += out["flops"]
         keys = [k for k in ("loss", "aux_loss", "z_loss") if k in out]
         nonfinite = bool(out["nonfinite_micro"]) or out["skipped"]
-        means = _mean_over_ranks([out[k] for k in keys] + [float(nonfinite), tokens_since])
+        means = _mean_over_ranks([out[k] for k in keys] + [float(nonfinite), tokens_since, flops_since])
         scalars = dict(zip(keys, means[:len(keys)]))
         bad_step = means[len(keys)] > 0
         if bad_step:
@@ -206,11 +212,12 @@ def _train(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger, eval
                 dist.all_reduce(stacked)
                 load = {k: stacked[i] / dist.get_world_size() for i, k in enumerate(sorted(load))}
                 scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in load.values()) / len(load)
-            scalars.update(lr=out["lr"], grad_norm=out["grad_norm"],
-                           tokens_per_s=means[-1] * dist.get_world_size() / max(elapsed, 1e-9),
-                           epochs=batches.epochs_at(step - 1), nonfinite_steps=len(trainer.nonfinite_steps))
+            world = dist.get_world_size()
+            scalars.update(lr=out["lr"], grad_norm=out["grad_norm"], epochs=batches.epochs_at(step - 1),
+                           nonfinite_steps=len(trainer.nonfinite_steps),
+                           **throughput(means[-2] * world, means[-1] * world, elapsed, world, peak))
             log.step(step, scalars, load)
-            t_last, tokens_since = time.perf_counter(), 0
+            t_last, tokens_since, flops_since = time.perf_counter(), 0, 0.0
         faults.inject("sigkill", step, rank)
         if train.eval_every and step % train.eval_every == 0 and step != train.steps:
             run_eval(step)

@@ -38,5 +38,7 @@ def test_tensorboard_has_losses_lr_throughput_and_expert_load(tmp_path):
                 "train/expert_load_cv", "experts/cv_layer00", "experts/cv_layer01", "eval/accuracy"):
         assert tag in scalars, tag
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    # No peak FLOP/s for a CPU: achieved TFLOP/s is logged, MFU is not.
+    assert "train/tflops_per_device" in scalars and "train/mfu" not in scalars
     hist = acc.Histograms("experts/load_layer00")[-1].histogram_value
     assert len(hist.bucket) == 8 and abs(sum(hist.bucket) - 1.0) < 1e-6  # fraction of tokens per expert

@@ -55,15 +55,17 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs (forward + backward) per token: 6 per multiply-add weight a token uses, plus
-    causal attention scores and values (6 * L * seq_len * n_heads * head_dim: the 12 of PaLM's formula
-    halved, since a causal token attends on average to half the sequence).
+    """Training FLOPs (forward + backward) per token, PaLM's accounting (appendix B): 6 N + 12 L H Q T.
 
-    Weights counted: attention, the top-k experts, the router, the output head (the input embedding
-    is a lookup, norms are negligible)."""
+    6 N: 2 FLOPs per multiply-add forward and 4 backward, for each of the N matmul weights a token uses:
+    attention projections, the router, the top-k experts (or the dense FFN), the output head. The input
+    embedding is a lookup and norms are elementwise, so neither counts. 12 L H Q T: attention scores and
+    weighted values, H heads of size Q over T = seq_len keys in each of L layers. As in PaLM, nanoGPT and
+    torchtitan the causal mask is not discounted (a kernel that skips masked blocks does about half of
+    this term), so our MFU compares with published figures."""
     counts = count_params(cfg)
     matmul = counts.non_embedding_active - (2 * cfg.n_layers + 1) * cfg.d_model + cfg.vocab_size * cfg.d_model
-    attention = 6 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim
+    attention = 12 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim
     return 6.0 * matmul + attention
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ds_parrots.config import ModelConfig
 
@@ -143,6 +144,9 @@ class DecoderStack(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(DecoderLayer(cfg, make_mlp()) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        # Set by the trainer (--train.activation-checkpointing): keep only each block's input and rerun
+        # the block in backward. A training-time memory choice, so not part of ModelConfig.
+        self.activation_checkpointing = False
         cos, sin = rotary_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         # Not persistent: they are a function of the config, and ZeRO-3 must not partition them.
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -156,8 +160,9 @@ class DecoderStack(nn.Module):
         x = self.embed_tokens(input_ids)
         if cache is None:
             cos, sin = self.rope_cos[:s], self.rope_sin[:s]
+            recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
             for layer in self.layers:
-                x = layer(x, cos, sin)
+                x = checkpoint(layer, x, cos, sin, use_reentrant=False) if recompute else layer(x, cos, sin)
             return self.norm(x)
         positions = (torch.arange(cache.length, end, device=input_ids.device)[None, :]
                      - cache.pad[:, None]).clamp(min=0)

@@ -55,5 +55,6 @@ def test_flops_per_token_by_hand():
                       max_seq_len=16)
     # attention q,o: 8*8 each; k,v: 8*4 each -> 192; experts: 2 * 3*8*8 = 384; router 8*4 = 32; head 80.
     matmul = 192 + 384 + 32 + 80
-    attention = 6 * 1 * 16 * 2 * 4
+    # PaLM's 12 L H Q T: 2 heads of size 4, 16 keys, 1 layer, no causal discount.
+    attention = 12 * 1 * 2 * 4 * 16
     assert flops_per_token(cfg, seq_len=16) == 6 * matmul + attention
