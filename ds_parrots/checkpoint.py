@@ -185,19 +185,20 @@ def _free_space(path: Path) -> str:
         return "free space unknown"
 
 
-def _fsync_files(directory: Path) -> None:
-    """Flush every file under `directory` and the directory entries themselves to disk."""
-    for path in sorted(Path(directory).rglob("*"), reverse=True):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_files(directory: Path) -> None:
+    """Flush every file under `directory` and the directory entries themselves to disk."""
+    for path in Path(directory).rglob("*"):
+        _fsync(path)
+    _fsync(directory)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -208,11 +209,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path.parent)
 
 
 def prune(ckpt_dir: Path, keep_last: int) -> list[str]:

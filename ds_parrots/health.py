@@ -85,12 +85,12 @@ def guard_nonfinite_grads(module: torch.nn.Module, optimizer) -> None:
 
 
 def nonfinite_message(step: int, reports: list[dict], global_batch: int, last_checkpoint: Optional[str]) -> str:
-    """`reports`: each rank's {"rank", "micro_batches": indices of its micro-batches whose loss was not finite}."""
+    """What happened at a non-finite step and where to find its batch. `reports`: each rank's {"rank",
+    "micro_batches": indices of its micro-batches whose loss was not finite}."""
     where = "; ".join(f"rank {r['rank']} micro-batch{'es' if len(r['micro_batches']) > 1 else ''} "
                       f"{', '.join(map(str, r['micro_batches']))}" for r in reports if r["micro_batches"])
     what = f"non-finite loss ({where})" if where else "non-finite gradient (the loss was finite)"
     first = (step - 1) * global_batch
     saved = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint saved yet"
     return (f"step {step}: {what}; the update was not applied. The step's batch is samples {first:,}..."
-            f"{first + global_batch - 1:,} of the run's sample order; {saved}. To go on: --train.resume with "
-            "--train.on-nonfinite skip (skips such steps and counts them), or a lower --optim.lr")
+            f"{first + global_batch - 1:,} of the run's sample order; {saved}")

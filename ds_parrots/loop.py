@@ -244,15 +244,16 @@ def _handle_nonfinite(trainer, out: dict, step: int, run: RunConfig, run_dir: Pa
                          "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
                          f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
                          report=dist.get_rank() == 0)
+    what = nonfinite_message(step, reports, run.train.global_batch, last)
     if run.train.on_nonfinite == "stop":
-        raise RunAborted(nonfinite_message(step, reports, run.train.global_batch, last), report=dist.get_rank() == 0)
+        raise RunAborted(f"{what}. To go on: --train.resume with --train.on-nonfinite skip (skips such steps and "
+                         "counts them), or a lower --optim.lr", report=dist.get_rank() == 0)
     # DeepSpeed does not advance the schedule on a skipped update; we do, so that the learning rate stays a
     # function of the step (and a resumed run sees the same one).
     trainer.engine.lr_scheduler.step()
     out["lr"] = trainer.engine.get_lr()[0]
     trainer.nonfinite_steps.append(step)
-    log.info(f"warning: {nonfinite_message(step, reports, run.train.global_batch, last).split('. To go on')[0]}; "
-             f"skipped (--train.on-nonfinite skip), {len(trainer.nonfinite_steps)} so far")
+    log.info(f"warning: {what}; skipped (--train.on-nonfinite skip), {len(trainer.nonfinite_steps)} so far")
 
 
 def layout(run: RunConfig, model_cfg: ModelConfig, experts: list) -> dict:

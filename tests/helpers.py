@@ -24,11 +24,25 @@ def cpu_env() -> dict:
     return env
 
 
-def train_cmd(args: list[str], nproc: int = 1) -> list[str]:
-    if nproc == 1:
-        return [sys.executable, TRAIN, *args]
+def launch_cmd(script, args: list[str], nproc: int, launcher: bool = False) -> list[str]:
+    """`python script args` for one process; the deepspeed launcher for more (or for one, with launcher)."""
+    if nproc == 1 and not launcher:
+        return [sys.executable, str(script), *args]
     return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port",
-            str(free_port()), TRAIN, *args]
+            str(free_port()), str(script), *args]
+
+
+def train_cmd(args: list[str], nproc: int = 1) -> list[str]:
+    return launch_cmd(TRAIN, args, nproc)
+
+
+def run_dist_script(name: str, args: list[str], nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    """tests/dist_scripts/<name> on `nproc` ranks through the deepspeed launcher; fails the test if it fails."""
+    env = dict(cpu_env(), PYTHONPATH=str(REPO))
+    proc = subprocess.run(launch_cmd(REPO / "tests" / "dist_scripts" / name, args, nproc, launcher=True), cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    return proc
 
 
 def run_train(args: list[str], nproc: int = 1, timeout: int = 600, check: bool = True):

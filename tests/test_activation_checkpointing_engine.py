@@ -1,23 +1,15 @@
 """--train.activation-checkpointing through the DeepSpeed engine on 2 real ranks: same training."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO, cpu_env, free_port
+from helpers import run_dist_script
 
 
 def test_checkpointed_training_matches_plain_under_zero3_dense_and_autoep(tmp_path):
     out = tmp_path / "ac.json"
-    script = REPO / "tests" / "dist_scripts" / "activation_checkpointing.py"
-    env = cpu_env()
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port",
-                           str(free_port()), str(script), str(out)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dist_script("activation_checkpointing.py", [str(out)])
     for rank in json.loads(out.read_text()):
         for case, runs in rank.items():
             plain, ckpt = runs["plain"], runs["checkpointed"]

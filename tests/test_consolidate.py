@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO, cpu_env, free_port
+from helpers import REPO, cpu_env, run_dist_script
 
 from ds_parrots.config import ConfigError
 from ds_parrots.consolidate import consolidated_state, load_model, sidecar_path
@@ -25,13 +25,7 @@ BF16_CASES = ["autoep-z1-ep2-bf16", "autoep-z3-ep2-bf16", "native-z2-ep2-bf16"]
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpts")
-    env = cpu_env()
-    env["PYTHONPATH"] = str(REPO)
-    script = REPO / "tests" / "dist_scripts" / "save_checkpoints.py"
-    proc = subprocess.run([sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port",
-                           str(free_port()), str(script), str(out), *CASES, *BF16_CASES], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dist_script("save_checkpoints.py", [str(out), *CASES, *BF16_CASES], timeout=600)
     return out
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, cpu_env, free_port, results, run_train
+from helpers import REPO, cpu_env, launch_cmd, results, run_train
 
 EVAL_CLI = str(REPO / "eval" / "cli.py")
 
@@ -23,12 +23,8 @@ def trained(tmp_path_factory):
 
 
 def evaluate(*args, nproc=1):
-    if nproc == 1:
-        cmd = [sys.executable, EVAL_CLI, *args]
-    else:
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port",
-               str(free_port()), EVAL_CLI, *args]
-    return subprocess.run(cmd, cwd=REPO, env=cpu_env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(launch_cmd(EVAL_CLI, list(args), nproc), cwd=REPO, env=cpu_env(), capture_output=True,
+                          text=True, timeout=600)
 
 
 def test_one_process_scores_what_training_reported(trained, tmp_path):

@@ -2,8 +2,6 @@
 outputs and gradients (input and every parameter), fresh random inputs, skewed and degenerate routing."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ import torch.nn.functional as F
 
 from ds_parrots.model.grouped_swiglu import grouped_swiglu
 from ds_parrots.model.moe import MoEFeedForward, route
-from helpers import REPO, cpu_env, free_port
+from helpers import run_dist_script
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
@@ -167,14 +165,8 @@ def test_state_dict_names_unchanged():
 @pytest.mark.parametrize("nproc,zero,ep", [(1, 0, 1), (2, 3, 2)])
 def test_autoep_with_grouped_experts_trains_like_deepspeeds(tmp_path, nproc, zero, ep):
     out = tmp_path / "parity.json"
-    env = cpu_env()
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc),
-                           "--master_port", str(free_port()), str(REPO / "tests" / "dist_scripts" /
-                                                                  "autoep_grouped_parity.py"),
-                           "--zero", str(zero), "--ep", str(ep), str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dist_script("autoep_grouped_parity.py", ["--zero", str(zero), "--ep", str(ep), str(out)], nproc=nproc,
+                    timeout=400)
     for rank in json.loads(out.read_text()):
         ds, ours = rank["deepspeed"], rank["grouped"]
         # The swap happened in every layer, and only when asked for.
