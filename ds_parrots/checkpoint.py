@@ -63,6 +63,12 @@ def latest_tag(run_dir: Path) -> Optional[str]:
     return resume_tag(checkpoint_dir(run_dir))
 
 
+def latest_path(run_dir: Path) -> Optional[str]:
+    """The directory of the checkpoint a resume would continue from, for messages; None if there is none."""
+    tag = latest_tag(run_dir)
+    return str(checkpoint_dir(run_dir) / tag) if tag else None
+
+
 def require_resumable(run_dir: Path) -> str:
     """The tag to resume from, or a ConfigError that says what is missing (checked before launch)."""
     tag = latest_tag(run_dir)
@@ -266,6 +272,4 @@ def load(engine, run_dir: Path) -> dict:
 
 def write_config(run_dir: Path, config: dict) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    tmp = Path(run_dir) / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(Path(run_dir) / "config.json")
+    write_text_atomic(Path(run_dir) / "config.json", json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")

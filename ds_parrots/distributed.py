@@ -39,8 +39,7 @@ def ensure_process_group(timeout_s: Optional[float] = None) -> None:
 def _terminated(signum, frame) -> None:
     """SIGTERM (the deepspeed launcher stopping the survivors of a failed rank, or a preempted SLURM job): the
     process is about to die, so free the job's shared-memory segments, which nothing else would."""
-    for r in range(int(os.environ.get("WORLD_SIZE", "1"))):
-        _unlink_shm_buffer(r)
+    _unlink_job_shm_buffers(int(os.environ.get("WORLD_SIZE", "1")))
     print(f"rank {os.environ.get('RANK', '?')}: terminated by SIGTERM", file=sys.stderr, flush=True)
     os._exit(128 + signum)
 
@@ -82,10 +81,7 @@ def shutdown(barrier: bool = True) -> None:
         if barrier:  # every peer has mapped it and is done with it
             _unlink_shm_buffer(rank)
         else:
-            # An aborted run: peers that died (or that the launcher kills next) never unlink theirs; the names go,
-            # mappings still held stay valid.
-            for r in range(world):
-                _unlink_shm_buffer(r)
+            _unlink_job_shm_buffers(world)
     gc.collect()
 
 
@@ -99,6 +95,13 @@ def _unlink_shm_buffer(rank: int) -> None:
     # DeepSpeed 0.19.8 creates this ~69 MB segment for every CPU rank and never unlinks it (shm.cpp has a
     # shared_close that nothing calls): each multi-rank CPU run would keep 69 MB x ranks of RAM until reboot.
     shm_buffer_path(rank).unlink(missing_ok=True)
+
+
+def _unlink_job_shm_buffers(world_size: int) -> None:
+    # An aborted or terminated run: peers that died (or that the launcher kills next) never unlink theirs; the
+    # names go, mappings still held stay valid.
+    for r in range(world_size):
+        _unlink_shm_buffer(r)
 
 
 def exit_process(code: int) -> None:

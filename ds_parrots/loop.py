@@ -17,9 +17,9 @@ from ds_parrots import checkpoint, faults
 from ds_parrots.config import ConfigError, ModelConfig, RunAborted, RunConfig
 from ds_parrots.data.task_batches import iterate_steps
 from ds_parrots.distributed import ensure_process_group
-from ds_parrots.health import is_collective_failure, lost_ranks, nonfinite_message, rank_loss_message
 from ds_parrots.engine import (env_world_size, gradient_accumulation, initialize, micro_batch_size, resolve_precision, train_step,
                                validate)
+from ds_parrots.health import is_collective_failure, lost_ranks, nonfinite_message, rank_loss_message
 from ds_parrots.logs import RunLogger, coefficient_of_variation
 from ds_parrots.model import build_model
 from ds_parrots.model.counting import describe
@@ -140,10 +140,9 @@ def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
             raise
         timeout = run.train.collective_timeout
         missing = lost_ranks(grace_s=max(10.0, min(timeout, 60.0)))
-        tag = checkpoint.latest_tag(run_dir)
-        message = rank_loss_message(e, progress["where"], timeout, missing,
-                                    str(checkpoint.checkpoint_dir(run_dir) / tag) if tag else None)
-        survivors = [r for r in range(dist.get_world_size()) if missing is None or r not in missing]
+        message = rank_loss_message(e, progress["where"], timeout, missing, checkpoint.latest_path(run_dir))
+        lost = [0] if missing is None else missing  # no store: rank 0, which hosts it, is gone
+        survivors = [r for r in range(dist.get_world_size()) if r not in lost]
         raise RunAborted(message, report=bool(survivors) and dist.get_rank() == survivors[0]) from None
 
 
@@ -235,8 +234,7 @@ def _handle_nonfinite(trainer, out: dict, step: int, run: RunConfig, run_dir: Pa
     reports = [None] * dist.get_world_size()
     dist.all_gather_object(reports, {"rank": dist.get_rank(), "micro_batches": out["nonfinite_micro"],
                                      "skipped": out["skipped"]})
-    tag = checkpoint.latest_tag(run_dir)
-    last = str(checkpoint.checkpoint_dir(run_dir) / tag) if tag else None
+    last = checkpoint.latest_path(run_dir)
     if not all(r["skipped"] for r in reports):
         # Only a configuration that turns DeepSpeed's overflow check off gets here (bf16 with
         # check_grad_overflow false, or no gradient clipping under ZeRO): the weights are already damaged.

@@ -177,10 +177,10 @@ def _header(checkpoint: Path, meta: dict, kind: str) -> dict:
 def _write(results: dict, out: Path, rank: int) -> None:
     if rank != 0:
         return
+    from ds_parrots.checkpoint import write_text_atomic
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(results, indent=2) + "\n")
     print(f"results in {out}")
 
 
