@@ -12,7 +12,10 @@ expert's ffn is d, as in the paper). Variants:
                 expert compute (use_grouped_mm off on the CPU: its per-expert loop)
   autoep-mm     the same with DeepSpeed's use_grouped_mm on (torch._grouped_mm, which runs on the CPU)
   autoep-ours   AutoEP's layer with our grouped SwiGLU as its expert compute: what training runs now
-  native        deepspeed.moe.layer.MoE (ep_size 1, dropless) as our NativeMoEFeedForward builds it
+  native        deepspeed.moe.layer.MoE (ep_size 1, dropless) as our NativeMoEFeedForward builds it, each
+                expert on its occupied capacity slots (--moe.native-experts trimmed, the default)
+  native-full   the same with DeepSpeed's own Experts: every expert on all C slots (C = the busiest
+                expert's load)
 The DeepSpeed layers come out of our engine's `initialize` on a one-layer model (ZeRO-0, so no gradient
 hooks run inside the timed backward). All variants of one E share the same weights, so they route alike.
 Rounds are interleaved (dense, then every variant, repeated); the median of each is reported, and each
@@ -36,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-Variant = Literal["loop", "grouped", "autoep", "autoep-mm", "autoep-ours", "native"]
+Variant = Literal["loop", "grouped", "autoep", "autoep-mm", "autoep-ours", "native", "native-full"]
 
 
 @dataclass
@@ -51,8 +54,8 @@ class Bench:
     """Experts per token."""
     experts: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     """Expert counts E to measure."""
-    variants: list[Variant] = field(default_factory=lambda: ["loop", "autoep", "autoep-mm", "native", "grouped",
-                                                            "autoep-ours"])
+    variants: list[Variant] = field(default_factory=lambda: ["loop", "autoep", "autoep-mm", "native", "native-full",
+                                                            "grouped", "autoep-ours"])
     """MoE layers to time (see the list above); the dense baseline always runs."""
     rounds: int = 5
     """Timed interleaved rounds; medians are reported."""
@@ -66,12 +69,17 @@ class Bench:
     """Parameter and activation dtype."""
     seed: int = 0
     """Seed of the weights and inputs."""
+    allocator: Literal["keep", "system"] = "keep"
+    """glibc malloc for the whole process. keep: as training runs on the CPU (--train.cpu-allocator keep,
+    ds_parrots/cpu_allocator.py: freed blocks are kept for reuse); system: glibc's defaults, which unmap
+    blocks over 32 MB at free, so the MoE layers' [E, ...] gradients are page-faulted anew every step."""
     profile_dir: Optional[str] = None
     """If set, also write a torch.profiler table (self CPU time, top ops) of one fwd+bwd of every layer
     at every E into this folder, as <variant>_E<E>.txt."""
 
 
-def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: str, grouped_mm: bool):
+def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: str, grouped_mm: bool,
+                  native_experts: str = "trimmed"):
     """The MoE layer that training runs: block 0's feed-forward of a one-layer model after our initialize."""
     import json
     import tempfile
@@ -82,7 +90,7 @@ def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: 
 
     cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,
                       top_k=bench.top_k, max_seq_len=bench.seq_len)
-    moe = MoEConfig(backend=backend, autoep_experts=autoep_experts)
+    moe = MoEConfig(backend=backend, autoep_experts=autoep_experts, native_experts=native_experts)
     ds_config = None
     if grouped_mm:
         template = json.loads(shipped_file("zero0.json").read_text())
@@ -91,6 +99,7 @@ def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: 
         json.dump(template, ds_config)
         ds_config.close()
     train = TrainConfig(steps=1, global_batch=1, micro_batch=1, zero_stage=0, precision=bench.precision,
+                        cpu_allocator=bench.allocator,
                         ds_config=ds_config.name if ds_config else None)
     torch.manual_seed(bench.seed)
     trainer = initialize(build_model(cfg, moe), cfg, moe, OptimConfig(), train)
@@ -112,8 +121,9 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
         # The same weights the engine variants start from: the one-layer model's block 0 (seeded alike).
         layer = MoEFeedForward(d, d, num_experts, k, expert_impl=variant)
         layer.load_state_dict(_reference_weights(bench, num_experts))
-    elif variant == "native":
-        return _engine_layer(bench, num_experts, "native", "deepspeed", False)
+    elif variant in ("native", "native-full"):
+        return _engine_layer(bench, num_experts, "native", "deepspeed", False,
+                             "trimmed" if variant == "native" else "deepspeed")
     else:
         return _engine_layer(bench, num_experts, "autoep", "grouped" if variant == "autoep-ours" else "deepspeed",
                              variant == "autoep-mm")
@@ -159,11 +169,16 @@ def main() -> None:
     from ds_parrots.distributed import ensure_process_group, shutdown
 
     ensure_process_group()
+    allocator = "system"
+    if bench.allocator == "keep":
+        from ds_parrots.cpu_allocator import keep_freed_memory
+
+        allocator = f"keep: {keep_freed_memory()}"
     dtype = torch.bfloat16 if bench.precision == "bf16" else torch.float32
     names = ["dense", *bench.variants]
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), d={bench.d_model}, "
           f"{bench.tokens} tokens, top-{bench.top_k}, expert ffn = d, dense ffn = {bench.top_k}d, {bench.precision}, "
-          f"median of {bench.rounds} interleaved rounds")
+          f"median of {bench.rounds} interleaved rounds, allocator {allocator}")
     table = {}
     for e in bench.experts:
         layers = {name: build(bench, e, name, dtype) for name in names}

@@ -131,6 +131,10 @@ class MoEConfig:
     """autoep only: who computes the experts inside DeepSpeed's AutoEP layer. grouped: our grouped SwiGLU
     (ds_parrots/model/grouped_swiglu.py) wherever DeepSpeed would loop over experts (the CPU: no grouped GEMM
     there), same parameters, routing and all-to-all; deepspeed: DeepSpeed's own expert compute."""
+    native_experts: Literal["trimmed", "deepspeed"] = "trimmed"
+    """native only: how DeepSpeed's capacity-slotted experts run. trimmed: each expert only on the slots
+    that hold tokens (ds_parrots/model/trimmed_experts.py; exact, since a zero slot gives zero output and
+    gradients); deepspeed: every expert on all C slots, C being the busiest expert's load when dropless."""
 
     def __post_init__(self) -> None:
         if self.ep_size < 1:
@@ -239,6 +243,12 @@ class TrainConfig:
     """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
     (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
     and achieved TFLOP/s per device are). 0: unknown, do not log MFU."""
+    cpu_allocator: Literal["keep", "system"] = "keep"
+    """CPU runs only (DeepSpeed's CPU accelerator, glibc). keep: glibc keeps freed blocks of up to 1 GiB
+    for the next step instead of unmapping them, so the large per-step tensors (an MoE layer's [E, ...]
+    weight gradients) are not page-faulted and zeroed again every step (ds_parrots/cpu_allocator.py);
+    memory freed at the peak stays with the process. system: glibc's defaults. Either way, MALLOC_*
+    variables, GLIBC_TUNABLES or a preloaded jemalloc/tcmalloc/mimalloc are left to rule."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):

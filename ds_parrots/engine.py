@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
+from ds_parrots.cpu_allocator import keep_freed_memory
 from ds_parrots.model.counting import flops_per_token
 from ds_parrots.model.moe import RouterCapture, use_grouped_swiglu
 
@@ -152,6 +153,8 @@ class Trainer:
     """Check gradients for NaN / inf before each update ourselves: no ZeRO optimizer does it (ZeRO stage 0)."""
     nonfinite_steps: list = field(default_factory=list)
     """Steps whose update was skipped for a non-finite loss or gradient (--train.on-nonfinite skip)."""
+    cpu_allocator: Optional[str] = None
+    """What --train.cpu-allocator keep did on a CPU run (None: not applied), for the log."""
 
 
 class SkippableAdamW(torch.optim.AdamW):
@@ -171,6 +174,11 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     import deepspeed
     from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
+    from deepspeed.accelerator import get_accelerator
+
+    allocator = None
+    if train.cpu_allocator == "keep" and get_accelerator().device_name() == "cpu":
+        allocator = keep_freed_memory()
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
     model.model.activation_checkpointing = train.activation_checkpointing
 
@@ -200,7 +208,8 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
                            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.model.moe")
-    return Trainer(engine, capture, moe, model_cfg, guard_grads=isinstance(engine.optimizer, SkippableAdamW))
+    return Trainer(engine, capture, moe, model_cfg, guard_grads=isinstance(engine.optimizer, SkippableAdamW),
+                   cpu_allocator=allocator)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,8 @@ def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_
     if init_step is not None:
         log.info(f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
                  "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step")
+    if trainer.cpu_allocator is not None:
+        log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {trainer.cpu_allocator}")
     log.info(describe(model_cfg))
     log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
              f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "

@@ -24,7 +24,8 @@ def test_two_ranks_train_shard_experts_and_resume_exactly(case, tmp_path):
     args = ["phonebook", *CASES[case], *COMMON, "--train.out-dir", str(tmp_path), "--train.run-name", "run"]
     run_dir = tmp_path / "run"
     shm_before = shm_buffers()
-    run_train(args, nproc=2)
+    proc = run_train(args, nproc=2)
+    assert "CPU allocator (--train.cpu-allocator keep): glibc freed memory kept" in proc.stdout
     first = results(run_dir)
     losses = [h["loss"] for h in first["loss_history"]]
     assert [h["step"] for h in first["loss_history"]] == list(range(1, 9))

@@ -5,7 +5,8 @@ Two backends share one parameter layout where they can:
   [E, 2F, d], `experts.down_proj` [E, d, F]). `deepspeed.initialize` swaps it for DeepSpeed's
   AutoEP layer (same routing math: softmax, top-k, renormalized weights); our own forward is the
   single-device reference used for evaluation, export and the parity tests.
-- native: `deepspeed.moe.layer.MoE` with our SwiGLU as the expert (GShard gate, capacity factor).
+- native: `deepspeed.moe.layer.MoE` with our SwiGLU as the expert (GShard gate, capacity factor); its
+  experts run on their occupied capacity slots only (`trimmed_experts`).
 
 Auxiliary losses are computed the same way for both, from the router logits, which a forward hook
 on the router's linear layer collects (`RouterCapture`): AutoEP computes none itself, and the
@@ -25,6 +26,7 @@ from torch import nn
 from ds_parrots.config import ModelConfig, MoEConfig
 from ds_parrots.model.grouped_swiglu import grouped_swiglu
 from ds_parrots.model.transformer import SwiGLU
+from ds_parrots.model.trimmed_experts import run_occupied
 
 
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,10 +104,25 @@ class NativeMoEFeedForward(nn.Module):
                        # Deterministic top-2 (DeepSpeed samples the 2nd expert by default): same routing
                        # as the autoep backend and as our aux-loss bookkeeping.
                        top2_2nd_expert_sampling=False, use_rts=not dropless)
+        if moe.native_experts == "trimmed":
+            self.moe.deepspeed_moe.experts.__class__ = _trimmed_experts_class()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _l_aux, _counts = self.moe(x)
         return out
+
+
+@functools.cache
+def _trimmed_experts_class() -> type:
+    """DeepSpeed's native Experts running each expert on its occupied capacity slots only: same modules,
+    parameters and state-dict names, one forward changed (built on first use: importing DeepSpeed is slow)."""
+    from deepspeed.moe.experts import Experts
+
+    class TrimmedExperts(Experts):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return run_occupied(self.deepspeed_experts, inputs)
+
+    return TrimmedExperts
 
 
 @functools.cache

@@ -162,16 +162,20 @@ def test_state_dict_names_unchanged():
     assert list(loop.state_dict()) == list(fast.state_dict())
 
 
-@pytest.mark.parametrize("nproc,zero,ep", [(1, 0, 1), (2, 3, 2)])
-def test_autoep_with_grouped_experts_trains_like_deepspeeds(tmp_path, nproc, zero, ep):
+@pytest.mark.parametrize("backend,nproc,zero,ep", [("autoep", 1, 0, 1), ("autoep", 2, 3, 2), ("native", 2, 2, 2)])
+def test_our_experts_inside_deepspeeds_layers_train_like_deepspeeds(tmp_path, backend, nproc, zero, ep):
+    """autoep: our grouped SwiGLU inside AutoEP; native: the trimmed experts inside deepspeed.moe's MoE."""
     out = tmp_path / "parity.json"
-    run_dist_script("autoep_grouped_parity.py", ["--zero", str(zero), "--ep", str(ep), str(out)], nproc=nproc,
-                    timeout=400)
+    run_dist_script("moe_experts_parity.py", ["--backend", backend, "--zero", str(zero), "--ep", str(ep), str(out)],
+                    nproc=nproc, timeout=400)
+    theirs_class, ours_name, ours_class, expert_weight = {
+        "autoep": ("GroupedExperts", "grouped", "GroupedSwiGLUExperts", ".experts.w1"),
+        "native": ("Experts", "trimmed", "TrimmedExperts", ".deepspeed_experts.0.gate_proj")}[backend]
     for rank in json.loads(out.read_text()):
-        ds, ours = rank["deepspeed"], rank["grouped"]
+        ds, ours = rank["deepspeed"], rank[ours_name]
         # The swap happened in every layer, and only when asked for.
-        assert ds["classes"] == ["GroupedExperts"] and ours["classes"] == ["GroupedSwiGLUExperts"]
+        assert ds["classes"] == [theirs_class] and ours["classes"] == [ours_class]
         torch.testing.assert_close(torch.tensor(ours["losses"]), torch.tensor(ds["losses"]), rtol=1e-5, atol=1e-6)
-        assert sorted(ours["grads"]) == sorted(ds["grads"]) and any(".experts.w1" in n for n in ds["grads"])
+        assert sorted(ours["grads"]) == sorted(ds["grads"]) and any(expert_weight in n for n in ds["grads"])
         for name, g in ds["grads"].items():
             torch.testing.assert_close(torch.tensor(ours["grads"][name]), torch.tensor(g), rtol=1e-4, atol=1e-6)

@@ -1,7 +1,8 @@
-"""Train a few steps through our engine twice from the same weights and batches: DeepSpeed AutoEP's own
-expert compute, then our grouped SwiGLU swapped into its layers. Writes, for each, the losses, the full
-gradients of the expert and router weights at the first step (safe_get_full_grad: any ZeRO stage) and the
-class of the experts modules that ran. Arguments: --zero N --ep N OUT."""
+"""Train a few steps through our engine twice from the same weights and batches: DeepSpeed's own expert
+compute, then ours swapped into its layers (autoep: our grouped SwiGLU; native: the trimmed experts).
+Writes, for each, the losses, the full gradients of the expert and router weights at the first step
+(safe_get_full_grad: any ZeRO stage) and the class of the experts modules that ran.
+Arguments: --backend autoep|native --zero N --ep N OUT."""
 
 import argparse
 import json
@@ -16,10 +17,18 @@ from ds_parrots.engine import initialize, lm_loss
 from ds_parrots.model import build_model
 
 
-def run(impl: str, zero: int, ep: int) -> dict:
+OURS = {"autoep": "grouped", "native": "trimmed"}
+
+
+def experts_class(layer) -> str:
+    mlp = layer.mlp
+    return type(mlp.moe.deepspeed_moe.experts if hasattr(mlp, "moe") else mlp.experts).__name__
+
+
+def run(backend: str, impl: str, zero: int, ep: int) -> dict:
     cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2,
                       max_seq_len=16)
-    moe = MoEConfig(backend="autoep", ep_size=ep, autoep_experts=impl)
+    moe = MoEConfig(backend=backend, ep_size=ep, **{f"{backend}_experts": impl})
     torch.manual_seed(0)
     model = build_model(cfg, moe)
     world = dist.get_world_size()
@@ -27,7 +36,7 @@ def run(impl: str, zero: int, ep: int) -> dict:
                          TrainConfig(steps=3, global_batch=2 * world, micro_batch=2, zero_stage=zero,
                                      precision="fp32"))
     engine = trainer.engine
-    classes = sorted({type(m.mlp.experts).__name__ for m in engine.module.model.layers})
+    classes = sorted({experts_class(m) for m in engine.module.model.layers})
     # Each rank its own tokens, the same for both runs; 16 tokens over 8 experts leaves some experts empty.
     gen = torch.Generator().manual_seed(100 + dist.get_rank())
     losses, grads = [], {}
@@ -49,12 +58,13 @@ def run(impl: str, zero: int, ep: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--local_rank", type=int, default=0)
+    parser.add_argument("--backend", choices=sorted(OURS), required=True)
     parser.add_argument("--zero", type=int, required=True)
     parser.add_argument("--ep", type=int, required=True)
     parser.add_argument("out")
     args = parser.parse_args()
     ensure_process_group()
-    result = {impl: run(impl, args.zero, args.ep) for impl in ("deepspeed", "grouped")}
+    result = {impl: run(args.backend, impl, args.zero, args.ep) for impl in ("deepspeed", OURS[args.backend])}
     per_rank = [None] * dist.get_world_size()
     dist.all_gather_object(per_rank, result)
     if dist.get_rank() == 0:
