@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=2 python bench/bench_step.py [--d-model 256 --experts 8 64 ...]
     OMP_NUM_THREADS=2 python bench/bench_step.py --presets synthetic-d256-dense synthetic-d256-e8 synthetic-d256-e64
     OMP_NUM_THREADS=2 python bench/bench_step.py --presets synthetic-d512-e8 --n-layers 4 --backends autoep
+    python bench/bench_step.py --presets paper-dense-d1024 paper-moe-d1024-e8 --seq-len 2048 --micro-batch 8 \
+        --vocab-size 32000 --precision bf16 --backends autoep   # on a GPU: MFU against the datasheet peak
 
 One process through our engine (ds_parrots.engine.initialize, the same train_step as training).
 
@@ -19,9 +21,9 @@ the same run, and each row's step time is printed as a ratio to the twin of its 
 of those dimensions was asked).
 
 tokens/s and MFU for every row: the model FLOPs that train_step counts (model/counting.flops_per_token,
-PaLM's 6N + 12LHQT) per second of step, over a peak: --peak-tflops when given; else the datasheet fp32
-figure of a known GPU (throughput.device_peak_tflops); else the best of a few fp32 torch.mm of large square
-matrices at this process's thread count, measured in the same run. On a CPU MFU is therefore the fraction of
+PaLM's 6N + 12LHQT) per second of step, over a peak: --peak-tflops when given; else the datasheet figure
+of a known GPU for --precision (throughput.device_peak_tflops); else the best of a few torch.mm of large
+square matrices in that precision at this process's thread count, measured in the same run. On a CPU MFU is therefore the fraction of
 the best GEMM rate this machine reaches, not of a vendor peak.
 """
 
@@ -45,7 +47,7 @@ from ds_parrots.config import ConfigError, ModelConfig, preset_model  # noqa: E4
 # Big enough that the fp32 GEMM rate has reached its plateau on a few CPU cores, small enough that each
 # product takes well under a second there (2 * 2048^3 = 17 GFLOP).
 GEMM_N = 2048
-GEMM_REPEATS = 5
+GEMM_REPEATS = 10
 
 
 @dataclass
@@ -80,9 +82,12 @@ class Bench:
     """Untimed steps first."""
     steps: int = 10
     """Timed steps; the median is reported."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Training precision of every variant (bf16: DeepSpeed's bf16 mode, as --train.precision bf16); the
+    peak that MFU divides by is taken for the same precision."""
     peak_tflops: Optional[float] = None
-    """Peak TFLOP/s that MFU divides by. None (or 0): a known GPU's datasheet fp32 figure, else this run's
-    measured fp32 GEMM peak."""
+    """Peak TFLOP/s that MFU divides by. None (or 0): a known GPU's datasheet figure for --precision, else
+    this run's measured GEMM peak in that precision."""
 
 
 def models(bench: Bench) -> list[tuple[str, ModelConfig]]:
@@ -120,7 +125,7 @@ def measure(bench: Bench, model_cfg: ModelConfig, backend: str) -> tuple[float, 
     moe = MoEConfig(backend="autoep", autoep_experts="deepspeed") if backend == "autoep-deepspeed" else \
         MoEConfig(backend=backend)
     train = TrainConfig(steps=bench.warmup + bench.steps, global_batch=bench.micro_batch,
-                        micro_batch=bench.micro_batch, zero_stage=bench.zero_stage, precision="fp32")
+                        micro_batch=bench.micro_batch, zero_stage=bench.zero_stage, precision=bench.precision)
     torch.manual_seed(0)
     trainer = initialize(build_model(model_cfg, moe), model_cfg, moe, OptimConfig(warmup_frac=0.0), train)
     x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1))
@@ -133,15 +138,16 @@ def measure(bench: Bench, model_cfg: ModelConfig, backend: str) -> tuple[float, 
         get_accelerator().synchronize()
         if i >= bench.warmup:
             times.append(time.perf_counter() - t)
+    trainer.close()  # else every engine measured stays in memory (d512 E=64 L=12: ~14 GB each)
     return statistics.median(times), out["flops"]
 
 
-def gemm_peak_tflops() -> float:
-    """Best fp32 TFLOP/s of GEMM_N x GEMM_N torch.mm on the accelerator at torch's current thread count."""
+def gemm_peak_tflops(dtype: torch.dtype) -> float:
+    """Best TFLOP/s of GEMM_N x GEMM_N torch.mm in `dtype` on the accelerator at torch's current thread count."""
     from deepspeed.accelerator import get_accelerator
 
     acc = get_accelerator()
-    a = torch.randn(GEMM_N, GEMM_N, device=acc.current_device_name())
+    a = torch.randn(GEMM_N, GEMM_N, device=acc.current_device_name(), dtype=dtype)
     b = torch.randn_like(a)
     best = float("inf")
     # One extra product first: it pays for the output allocation and the library's lazy setup.
@@ -179,15 +185,15 @@ def main() -> None:
     else:
         shape = f"d={bench.d_model} L={bench.n_layers or 4} top-{bench.top_k} vocab={bench.vocab_size}"
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {shape}, seq={bench.seq_len} "
-          f"batch={bench.micro_batch} ZeRO-{bench.zero_stage} fp32 {device}")
-    peak = device_peak_tflops(bench.peak_tflops, "fp32")
+          f"batch={bench.micro_batch} ZeRO-{bench.zero_stage} {bench.precision} {device}")
+    peak = device_peak_tflops(bench.peak_tflops, bench.precision)
     if bench.peak_tflops:
         print(f"# peak {peak:.3g} TFLOP/s (--peak-tflops)")
     elif peak:
-        print(f"# peak {peak:.3g} TFLOP/s (datasheet fp32, {device})")
+        print(f"# peak {peak:.3g} TFLOP/s (datasheet {bench.precision}, {device})")
     else:
-        peak = gemm_peak_tflops()
-        print(f"# peak {peak:.3g} TFLOP/s: measured fp32 GEMM peak (best of {GEMM_REPEATS} torch.mm "
+        peak = gemm_peak_tflops(torch.bfloat16 if bench.precision == "bf16" else torch.float32)
+        print(f"# peak {peak:.3g} TFLOP/s: measured {bench.precision} GEMM peak (best of {GEMM_REPEATS} torch.mm "
               f"{GEMM_N}x{GEMM_N}, {torch.get_num_threads()} threads); MFU here is the fraction of that rate")
 
     # (label, config, seconds, flops per step, twin key); twins are keyed by their whole config.

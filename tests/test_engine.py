@@ -92,3 +92,28 @@ def test_unset_micro_batch_is_each_ranks_share_of_the_global_batch():
         assert cfg["train_micro_batch_size_per_gpu"] == 64 // world
     with pytest.raises(ConfigError, match="does not split evenly over 3 ranks; set --train.micro-batch"):
         gradient_accumulation(train, 3)
+
+
+@pytest.mark.parametrize("backend,zero", [("autoep", 2), ("native", 2)])
+def test_closed_trainer_is_freed(backend, zero):
+    """DeepSpeed's hooks keep a dropped engine (and every tensor of it) alive; close() lets it go."""
+    import gc
+    import weakref
+
+    import torch
+
+    from ds_parrots.distributed import ensure_process_group
+    from ds_parrots.engine import initialize, train_step
+
+    ensure_process_group()
+    moe = MoEConfig(backend=backend)
+    torch.manual_seed(0)
+    trainer = initialize(build_model(MOE, moe), MOE, moe, OptimConfig(),
+                         TrainConfig(steps=2, global_batch=2, micro_batch=2, zero_stage=zero, precision="fp32"))
+    x = torch.randint(3, 20, (2, 9))
+    train_step(trainer, [(x[:, :-1], x[:, 1:])])
+    engine, module = weakref.ref(trainer.engine), weakref.ref(trainer.engine.module)
+    trainer.close()
+    del trainer
+    gc.collect()
+    assert engine() is None and module() is None
