@@ -19,8 +19,9 @@ def cpu_env() -> dict:
     env = dict(os.environ)
     # 2 ranks on 2 cores: one thread each, else they run 3-4x slower.
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
-    env.pop("RANK", None)
-    env.pop("WORLD_SIZE", None)
+    # A rendezvous left in os.environ by a group inside the pytest process is not the child's.
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
     return env
 
 

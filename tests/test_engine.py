@@ -95,17 +95,15 @@ def test_unset_micro_batch_is_each_ranks_share_of_the_global_batch():
 
 
 @pytest.mark.parametrize("backend,zero", [("autoep", 2), ("native", 2)])
-def test_closed_trainer_is_freed(backend, zero):
+def test_closed_trainer_is_freed(backend, zero, process_group):
     """DeepSpeed's hooks keep a dropped engine (and every tensor of it) alive; close() lets it go."""
     import gc
     import weakref
 
     import torch
 
-    from ds_parrots.distributed import ensure_process_group
     from ds_parrots.engine import initialize, train_step
 
-    ensure_process_group()
     moe = MoEConfig(backend=backend)
     torch.manual_seed(0)
     trainer = initialize(build_model(MOE, moe), MOE, moe, OptimConfig(),

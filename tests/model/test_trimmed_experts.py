@@ -88,10 +88,7 @@ def test_occupied_slots_per_source_and_expert():
 
 
 @pytest.mark.parametrize("capacity_factor", [None, 1.0], ids=["dropless", "dropping"])
-def test_native_layer_trimmed_equals_deepspeed_experts(capacity_factor):
-    from ds_parrots.distributed import ensure_process_group
-
-    ensure_process_group()
+def test_native_layer_trimmed_equals_deepspeed_experts(capacity_factor, process_group):
     cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, num_experts=8, top_k=2, max_seq_len=64)
     torch.manual_seed(0)
     ours = NativeMoEFeedForward(cfg, MoEConfig(backend="native", capacity_factor=capacity_factor))

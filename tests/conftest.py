@@ -1,0 +1,22 @@
+import os
+
+import pytest
+
+_RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture
+def process_group():
+    """A 1-rank gloo group inside the pytest process, for tests that build a DeepSpeed engine or layer here.
+    ensure_process_group writes the rendezvous variables into os.environ; they are put back afterwards, else
+    every subprocess started later inherits MASTER_PORT, a port this process now holds (EADDRINUSE)."""
+    from ds_parrots.distributed import ensure_process_group
+
+    saved = {name: os.environ.get(name) for name in _RENDEZVOUS}
+    ensure_process_group()
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
