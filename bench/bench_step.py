@@ -201,9 +201,9 @@ def main() -> None:
     twins: dict[tuple, float] = {}
     for label, cfg in asked:
         # A dense model is keyed too: it is compared with the twin of an MoE of its dimensions when one ran.
-        key = dataclasses.astuple(dense_twin(cfg))
+        twin = dense_twin(cfg)
+        key = dataclasses.astuple(twin)
         if cfg.is_moe and key not in twins:
-            twin = dense_twin(cfg)
             t, flops = measure(bench, twin, "autoep")
             twins[key] = t
             rows.append((f"dense twin d={twin.d_model} L={twin.n_layers} ffn={twin.ffn}", twin, t, flops, key))

@@ -182,9 +182,8 @@ class SkippableAdamW(torch.optim.AdamW):
 def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
                train: TrainConfig) -> Trainer:
     import deepspeed
-    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
-
     from deepspeed.accelerator import get_accelerator
+    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
 
     allocator = None
     if train.cpu_allocator == "keep" and get_accelerator().device_name() == "cpu":

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-_RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+from helpers import RENDEZVOUS_VARS
 
 
 @pytest.fixture
@@ -12,7 +12,7 @@ def process_group():
     every subprocess started later inherits MASTER_PORT, a port this process now holds (EADDRINUSE)."""
     from ds_parrots.distributed import ensure_process_group
 
-    saved = {name: os.environ.get(name) for name in _RENDEZVOUS}
+    saved = {name: os.environ.get(name) for name in RENDEZVOUS_VARS}
     ensure_process_group()
     yield
     for name, value in saved.items():

@@ -15,12 +15,16 @@ TRAIN = str(REPO / "ds_parrots" / "train.py")
 
 
 
+# Where torch.distributed rendezvous: ensure_process_group writes them into os.environ.
+RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def cpu_env() -> dict:
     env = dict(os.environ)
     # 2 ranks on 2 cores: one thread each, else they run 3-4x slower.
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
     # A rendezvous left in os.environ by a group inside the pytest process is not the child's.
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    for name in RENDEZVOUS_VARS:
         env.pop(name, None)
     return env
 

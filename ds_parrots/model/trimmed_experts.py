@@ -4,7 +4,8 @@ DeepSpeed's native (GShard) MoE hands its experts a [G, E, C, d] tensor: for eac
 local experts, C capacity slots, filled from slot 0 up (the gate's cumsum locations) and zero past the
 last routed token. Dropless, C is the largest expert's load, so every expert computes as many rows as
 the busiest one: at E = 64, top-2, 8192 tokens, the busiest load was 1.27x the mean, so a fifth of
-DeepSpeed's expert matmul rows were padding (bench/bench_moe_layer.py). Here each expert runs on the rows up to its last non-zero slot.
+DeepSpeed's expert matmul rows were padding (bench/bench_moe_layer.py). Here each expert runs on the rows
+up to its last non-zero slot.
 
 Exact, not an approximation: the experts are bias-free SwiGLUs, for which a zero row gives a zero output,
 zero weight gradients (x = 0 and silu(0) * 0 = 0) and a zero input gradient (its up projection is 0),
