@@ -58,13 +58,14 @@ def configs(bench: Bench, stage: int):
 
 def bare_step_fn(bench: Bench):
     """The plain PyTorch loop, with the training run's optimizer groups, schedule and clipping."""
-    from ds_parrots.engine import lm_loss, lr_factor, param_groups
-    from ds_parrots.model import build_model
+    from ds_parrots.training.step import lm_loss
+    from ds_parrots.training.optim import lr_factor, param_groups
+    from ds_parrots.models import build_model
     from ds_parrots.config import MoEConfig
 
     model_cfg, optim, train = configs(bench, 0)
     torch.manual_seed(0)
-    model = build_model(model_cfg, MoEConfig())
+    model = build_model(model_cfg)
     opt = torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2),
                             eps=optim.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train.steps, optim))
@@ -84,12 +85,13 @@ def bare_step_fn(bench: Bench):
 
 def engine_step_fn(bench: Bench, stage: int):
     from ds_parrots.config import MoEConfig
-    from ds_parrots.engine import initialize, train_step
-    from ds_parrots.model import build_model
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.training.step import train_step
+    from ds_parrots.models import build_model
 
     model_cfg, optim, train = configs(bench, stage)
     torch.manual_seed(0)
-    trainer = initialize(build_model(model_cfg, MoEConfig()), model_cfg, MoEConfig(), optim, train)
+    trainer = parallelize(build_model(model_cfg), model_cfg, MoEConfig(), optim, train)
 
     def step(input_ids, targets) -> float:
         return train_step(trainer, [(input_ids, targets)])["loss"]
@@ -102,7 +104,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     bench = tyro.cli(Bench, description=__doc__)
-    from ds_parrots.distributed import ensure_process_group, shutdown
+    from ds_parrots.parallel.process_group import ensure_process_group, shutdown
 
     ensure_process_group()
     x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1),

@@ -58,7 +58,7 @@ class Launch:
 
 
 def launch(args: list[str], nproc: int, fault: str = "") -> Launch:
-    from ds_parrots.distributed import free_port
+    from ds_parrots.parallel.process_group import free_port
 
     cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port",
            str(free_port()), str(TRAIN), *args]
@@ -83,7 +83,7 @@ def history(run_dir: Path) -> list[dict]:
 
 
 def main(a: Args) -> None:
-    from ds_parrots.checkpoint import latest_tag
+    from ds_parrots.training.checkpoint import latest_tag
 
     root = Path(a.out_dir or tempfile.mkdtemp(prefix="bench_faults_"))
     common = ["phonebook", "--preset", "tiny-moe", "--moe.backend", "autoep", "--moe.ep-size", str(a.nproc),

@@ -83,10 +83,11 @@ def reset_peak_rss() -> bool:
 def worker(bench: Bench) -> None:
     import torch.distributed as dist
 
-    from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
-    from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
-    from ds_parrots.engine import initialize, train_step
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+    from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.training.step import train_step
+    from ds_parrots.models import build_model
 
     ensure_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -105,7 +106,7 @@ def worker(bench: Bench) -> None:
     baseline = proc_status_kib("VmRSS")
     resettable = reset_peak_rss()
     torch.manual_seed(0)
-    trainer = initialize(build_model(cfg, moe), cfg, moe, OptimConfig(warmup_frac=0.0), train)
+    trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(warmup_frac=0.0), train)
     stack = trainer.engine.module.model
 
     def run(checkpointing: bool) -> float:
@@ -135,7 +136,7 @@ def worker(bench: Bench) -> None:
 
 
 def launch(bench: Bench, model: str, checkpointing: bool, out_path: str) -> list[dict]:
-    from ds_parrots.distributed import free_port
+    from ds_parrots.parallel.process_group import free_port
 
     args = []
     for k, v in asdict(bench).items():
@@ -170,7 +171,7 @@ def main() -> None:
         worker(bench)
         return
     from ds_parrots.config import ModelConfig
-    from ds_parrots.model.counting import count_params
+    from ds_parrots.models.counting import count_params
 
     mib = 1024.0
     print(f"# torch {torch.__version__}, 2 ranks x 1 thread, gloo, fp32, ZeRO-3; d={bench.d_model} L={bench.n_layers} "

@@ -16,7 +16,7 @@ expert's ffn is d, as in the paper). Variants:
                 expert on its occupied capacity slots (--moe.native-experts trimmed, the default)
   native-full   the same with DeepSpeed's own Experts: every expert on all C slots (C = the busiest
                 expert's load)
-The DeepSpeed layers come out of our engine's `initialize` on a one-layer model (ZeRO-0, so no gradient
+The DeepSpeed layers come out of our `parallelize` on a one-layer model (ZeRO-0, so no gradient
 hooks run inside the timed backward). All variants of one E share the same weights, so they route alike.
 Rounds are interleaved (dense, then every variant, repeated); the median of each is reported, and each
 ratio uses the dense median of the same E. Both clocks are reported: wall time, and this process's CPU
@@ -80,13 +80,13 @@ class Bench:
 
 def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: str, grouped_mm: bool,
                   native_experts: str = "trimmed"):
-    """The MoE layer that training runs: block 0's feed-forward of a one-layer model after our initialize."""
+    """The MoE layer that training runs: block 0's feed-forward of a one-layer model after our parallelize."""
     import json
     import tempfile
 
-    from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
-    from ds_parrots.engine import initialize
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig, shipped_file
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.models import build_model
 
     cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,
                       top_k=bench.top_k, max_seq_len=bench.seq_len)
@@ -102,7 +102,7 @@ def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: 
                         cpu_allocator=bench.allocator,
                         ds_config=ds_config.name if ds_config else None)
     torch.manual_seed(bench.seed)
-    trainer = initialize(build_model(cfg, moe), cfg, moe, OptimConfig(), train)
+    trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(), train)
     if ds_config:
         os.unlink(ds_config.name)
     trainer.capture.remove()  # router logits for the aux losses: not part of the layer
@@ -110,8 +110,8 @@ def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: 
 
 
 def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> torch.nn.Module:
-    from ds_parrots.model.moe import MoEFeedForward
-    from ds_parrots.model.transformer import SwiGLU
+    from ds_parrots.models.moe import MoEFeedForward
+    from ds_parrots.models.transformer import SwiGLU
 
     d, k = bench.d_model, bench.top_k
     if variant == "dense":
@@ -131,13 +131,13 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
 
 
 def _reference_weights(bench: Bench, num_experts: int) -> dict:
-    from ds_parrots.config import ModelConfig, MoEConfig
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig
+    from ds_parrots.models import build_model
 
     cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,
                       top_k=bench.top_k, max_seq_len=bench.seq_len)
     torch.manual_seed(bench.seed)
-    return build_model(cfg, MoEConfig()).model.layers[0].mlp.state_dict()
+    return build_model(cfg).model.layers[0].mlp.state_dict()
 
 
 def fwd_bwd(layer: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
@@ -166,12 +166,12 @@ def main() -> None:
     torch.set_num_threads(bench.threads)
     if bench.tokens % bench.seq_len:
         raise SystemExit(f"--tokens={bench.tokens} is not a multiple of --seq-len={bench.seq_len}")
-    from ds_parrots.distributed import ensure_process_group, shutdown
+    from ds_parrots.parallel.process_group import ensure_process_group, shutdown
 
     ensure_process_group()
     allocator = "system"
     if bench.allocator == "keep":
-        from ds_parrots.cpu_allocator import keep_freed_memory
+        from ds_parrots.parallel.cpu_allocator import keep_freed_memory
 
         allocator = f"keep: {keep_freed_memory()}"
     dtype = torch.bfloat16 if bench.precision == "bf16" else torch.float32

@@ -6,7 +6,7 @@
     python bench/bench_step.py --presets paper-dense-d1024 paper-moe-d1024-e8 --seq-len 2048 --micro-batch 8 \
         --vocab-size 32000 --precision bf16 --backends autoep   # on a GPU: MFU against the datasheet peak
 
-One process through our engine (ds_parrots.engine.initialize, the same train_step as training).
+One process through our engine (ds_parrots.parallel.initialize.parallelize, the same train_step as training).
 
 Models: without --presets they are hand-built from --d-model, --n-layers, --n-heads, --experts and --top-k.
 With --presets each named preset of ds_parrots.config.PRESETS is measured instead, at this bench's --seq-len,
@@ -42,7 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ds_parrots.config import ConfigError, ModelConfig, preset_model  # noqa: E402
+from ds_parrots.errors import ConfigError  # noqa: E402
+from ds_parrots.config import ModelConfig, preset_model
 
 # Big enough that the fp32 GEMM rate has reached its plateau on a few CPU cores, small enough that each
 # product takes well under a second there (2 * 2048^3 = 17 GFLOP).
@@ -119,15 +120,16 @@ def measure(bench: Bench, model_cfg: ModelConfig, backend: str) -> tuple[float, 
     from deepspeed.accelerator import get_accelerator
 
     from ds_parrots.config import MoEConfig, OptimConfig, TrainConfig
-    from ds_parrots.engine import initialize, train_step
-    from ds_parrots.model import build_model
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.training.step import train_step
+    from ds_parrots.models import build_model
 
     moe = MoEConfig(backend="autoep", autoep_experts="deepspeed") if backend == "autoep-deepspeed" else \
         MoEConfig(backend=backend)
     train = TrainConfig(steps=bench.warmup + bench.steps, global_batch=bench.micro_batch,
                         micro_batch=bench.micro_batch, zero_stage=bench.zero_stage, precision=bench.precision)
     torch.manual_seed(0)
-    trainer = initialize(build_model(model_cfg, moe), model_cfg, moe, OptimConfig(warmup_frac=0.0), train)
+    trainer = parallelize(build_model(model_cfg), model_cfg, moe, OptimConfig(warmup_frac=0.0), train)
     x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1))
     batch = [(x[:, :-1], x[:, 1:])]
     times = []
@@ -170,9 +172,9 @@ def main() -> None:
     if bench.peak_tflops is not None and bench.peak_tflops < 0:
         raise SystemExit(f"error: --peak-tflops={bench.peak_tflops} must be >= 0 (0 or unset: measured)")
     asked = models(bench)
-    from ds_parrots.distributed import ensure_process_group, shutdown
-    from ds_parrots.model.counting import count_params, human
-    from ds_parrots.throughput import device_peak_tflops, throughput
+    from ds_parrots.parallel.process_group import ensure_process_group, shutdown
+    from ds_parrots.models.counting import count_params, human
+    from ds_parrots.training.throughput import device_peak_tflops, throughput
 
     ensure_process_group()
     tokens = bench.micro_batch * bench.seq_len

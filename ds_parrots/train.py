@@ -1,140 +1,18 @@
 """Train a model: `deepspeed --num_gpus N ds_parrots/train.py <task> [flags]`, or
 `python ds_parrots/train.py <task> [flags]` for one process. `<task> --help` lists every flag.
 
-Subcommands: phonebook (memorization), shortest-path (reasoning), two-hop (the paper's theory task),
-pretrain (language modelling on a mixture of token files).
+The launchers take a script path, so this file stays; the command itself is ds_parrots.cli.train.
 """
-
-from __future__ import annotations
 
 import os
 import sys
 
-if __package__ in (None, ""):
-    # Run as a script: this folder would shadow top-level modules (config, data, ...); import the
-    # package from the repository root instead.
+if __name__ == "__main__":
+    # Python puts this script's folder first on sys.path, where our packages (config, data, models, ...)
+    # would shadow top-level modules of those names for every library; the installed package is imported.
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
-import dataclasses
-import warnings
-from dataclasses import dataclass, field
-from typing import Annotated, Optional, Union
+    from ds_parrots.cli.train import run_script
 
-from ds_parrots.config import ConfigError, DataConfig, ModelConfig, RunAborted, RunConfig, TrainConfig, preset_model
-from ds_parrots.tasks.phonebook import PhonebookConfig
-from ds_parrots.tasks.shortest_path import ShortestPathConfig
-from ds_parrots.tasks.two_hop import TwoHopConfig
-
-
-@dataclass
-class PhonebookRun(RunConfig):
-    """Memorize a random phone-book (closed book) and report exact-match retrieval."""
-
-    task: PhonebookConfig = field(default_factory=PhonebookConfig)
-    """The phone-book: its size, name pools, queries and pass threshold."""
-
-
-@dataclass
-class ShortestPathRun(RunConfig):
-    """Learn to output a shortest path in random G(n, p) graphs."""
-
-    task: ShortestPathConfig = field(default_factory=ShortestPathConfig)
-    """The graphs: nodes, edge probability, train/test sizes."""
-
-
-@dataclass
-class TwoHopRun(RunConfig):
-    """Decide whether two vertices are joined by a path of length exactly 2."""
-
-    task: TwoHopConfig = field(default_factory=TwoHopConfig)
-    """The graphs: nodes, edge probability, train/test sizes."""
-
-
-@dataclass
-class PretrainRun(RunConfig):
-    """Pre-train on a mixture of tokenized corpora with the paper's schedule (60k steps x 512 x 2048 tokens,
-    AdamW lr 1e-3, wd 0.1, 20% warmup then linear decay), reporting validation perplexity."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    """The mixture, sequence length and held-out validation set."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=60_000, global_batch=512, micro_batch=8,
-                                                                   eval_every=1000, eval_batch=8,
-                                                                   save_every=1000))
-    """Batching, precision, ZeRO, checkpoints and logging (paper defaults: 60,000 steps of 512 sequences)."""
-
-
-SUBCOMMANDS = {"phonebook": PhonebookRun, "shortest-path": ShortestPathRun, "two-hop": TwoHopRun,
-               "pretrain": PretrainRun}
-
-
-def _preset_from_argv(argv: list[str]) -> Optional[str]:
-    for i, a in enumerate(argv):
-        if a == "--preset" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--preset="):
-            return a.split("=", 1)[1]
-    return None
-
-
-def parse(argv: list[str]):
-    """The run config of the subcommand in argv; a --preset becomes the default the other flags override."""
-    import tyro
-
-    preset = _preset_from_argv(argv)
-    model = preset_model(preset) if preset else ModelConfig()
-    choices = []
-    for name, cls in SUBCOMMANDS.items():
-        default = cls(model=dataclasses.replace(model), preset=preset)
-        choices.append(Annotated[cls, tyro.conf.subcommand(name, default=default, description=cls.__doc__)])
-    return tyro.cli(Union[tuple(choices)], args=argv, description=__doc__)
-
-
-def _strip_local_rank(argv: list[str]) -> list[str]:
-    """The deepspeed launcher appends --local_rank=N; the rank comes from LOCAL_RANK in the environment."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--local_rank", "--local-rank"):
-            skip = True
-        elif not a.startswith(("--local_rank=", "--local-rank=")):
-            out.append(a)
-    return out
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
-    results, ok = None, False
-    try:
-        run = parse(argv)
-        name = next(n for n, cls in SUBCOMMANDS.items() if type(run) is cls)
-        if name == "pretrain":
-            from ds_parrots.pretrain import pretrain
-
-            results = pretrain(run, run.data)
-        else:
-            from ds_parrots.synthetic import train_synthetic
-
-            results = train_synthetic(name, run.task, run)
-        ok = True
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunAborted as e:
-        if e.report:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        from ds_parrots.distributed import shutdown
-
-        shutdown(barrier=ok)
-    return 0 if results else 1
-
-
-if __name__ == "__main__":
-    from ds_parrots.distributed import exit_process
-
-    exit_process(main())
+    run_script()

@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 USAGE = __doc__
 
@@ -112,7 +112,7 @@ def parse_few_shot(spec: Optional[str], names: list[str]) -> Optional[dict[str, 
 def _distributed() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
-    from ds_parrots.distributed import ensure_process_group
+    from ds_parrots.parallel.process_group import ensure_process_group
 
     ensure_process_group()
     import torch.distributed as dist
@@ -135,7 +135,7 @@ def _default_out(checkpoint: Path, stem: str) -> Path:
     checkpoint = Path(checkpoint)
     if checkpoint.suffix == ".safetensors":
         return checkpoint.with_suffix(f".{stem}.json")
-    from ds_parrots.consolidate import resolve
+    from ds_parrots.checkpoints.load import resolve
 
     return resolve(checkpoint)[1] / f"{stem}_results.json"
 
@@ -158,15 +158,15 @@ def _tokenizer(meta: dict, override: Optional[Path], model_vocab: int, checkpoin
 def _load(checkpoint: Path, device, dtype: str):
     import torch
 
-    from ds_parrots.consolidate import load_model
+    from ds_parrots.checkpoints.load import load_model
 
     model, meta = load_model(checkpoint, torch.bfloat16 if dtype == "bfloat16" else torch.float32)
     return model.to(device), meta
 
 
 def _header(checkpoint: Path, meta: dict, kind: str) -> dict:
-    from ds_parrots.consolidate import model_config
-    from ds_parrots.model.counting import count_params
+    from ds_parrots.checkpoints.load import model_config
+    from ds_parrots.models.counting import count_params
 
     cfg = model_config(meta, checkpoint)
     return {"kind": kind, "checkpoint": str(checkpoint), "source": meta.get("source"), "step": meta.get("step"),
@@ -177,7 +177,7 @@ def _header(checkpoint: Path, meta: dict, kind: str) -> dict:
 def _write(results: dict, out: Path, rank: int) -> None:
     if rank != 0:
         return
-    from ds_parrots.checkpoint import write_text_atomic
+    from ds_parrots.fileio import write_text_atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(results, indent=2) + "\n")
@@ -271,14 +271,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            from ds_parrots.distributed import shutdown
+            from ds_parrots.parallel.process_group import shutdown
 
             shutdown()
 
 
 def console() -> None:
-    """The `ds-parrots-eval` console script (exit_process: see ds_parrots.distributed)."""
-    from ds_parrots.distributed import exit_process
+    """The `ds-parrots-eval` console script (exit_process: see ds_parrots.parallel.process_group)."""
+    from ds_parrots.parallel.process_group import exit_process
 
     exit_process(main())
 

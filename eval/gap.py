@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 from .benchmarks.registry import get
 from .benchmarks.runner import few_shot_counts, evaluate_task, pick_shots

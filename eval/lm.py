@@ -69,7 +69,7 @@ class ModelLM:
         return results
 
     def generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
-        from ds_parrots.generate import greedy_generate
+        from ds_parrots.models.generate import greedy_generate
 
         budget = max(1, min(max_new_tokens, self.max_len - 1))
         encoded = [([self.start] + self.tok.encode(p))[-(self.max_len - budget):] for p in prompts]

@@ -25,7 +25,7 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 CATEGORIES = ("world_knowledge", "commonsense", "math")  # the paper's order; other categories follow
 BENCHMARKS_PNG, CAPACITY_PNG, SHORTEST_PATH_PNG = "benchmarks.png", "phonebook_capacity.png", "shortest_path.png"

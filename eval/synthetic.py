@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks import TASKS, build_task
 
 SYNTHETIC_TASKS = tuple(TASKS)
@@ -28,7 +28,7 @@ def checkpoint_task(meta: dict, source) -> object:
 def evaluate_synthetic(model, meta: dict, name: str, source, device, batch_size: int,
                        limit: Optional[int], rank: int = 0, world_size: int = 1) -> dict:
     """Metrics of `name` (the checkpoint's own task) as training reports them, plus its one-line summary."""
-    from ds_parrots.generate import evaluate_task
+    from ds_parrots.tasks.evaluate import evaluate_task
 
     if name != meta.get("task_name"):
         raise ConfigError(f"{source} was trained on {meta.get('task_name')!r}; a synthetic task is scored on "

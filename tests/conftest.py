@@ -10,7 +10,7 @@ def process_group():
     """A 1-rank gloo group inside the pytest process, for tests that build a DeepSpeed engine or layer here.
     ensure_process_group writes the rendezvous variables into os.environ; they are put back afterwards, else
     every subprocess started later inherits MASTER_PORT, a port this process now holds (EADDRINUSE)."""
-    from ds_parrots.distributed import ensure_process_group
+    from ds_parrots.parallel.process_group import ensure_process_group
 
     saved = {name: os.environ.get(name) for name in RENDEZVOUS_VARS}
     ensure_process_group()

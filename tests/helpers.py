@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ds_parrots.distributed import free_port  # noqa: F401  (re-exported for the tests)
+from ds_parrots.parallel.process_group import free_port  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "ds_parrots" / "train.py")

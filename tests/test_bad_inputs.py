@@ -44,11 +44,11 @@ def write_run(run_dir: Path, model_flags=TINY, payload: bool = False, step: int 
     """A phonebook run directory as training leaves it (config.json, checkpoints/latest, one step of
     DeepSpeed ZeRO-0 files), built without DeepSpeed; `payload` plants the pickle in the model states."""
     from ds_parrots.config import MoEConfig
-    from ds_parrots.loop import run_config_dict
-    from ds_parrots.model import build_model
-    from ds_parrots.synthetic import task_model
+    from ds_parrots.training.setup import run_config_dict
+    from ds_parrots.models import build_model
+    from ds_parrots.training.recipes.synthetic import task_model
     from ds_parrots.tasks import build_task
-    from ds_parrots.train import parse
+    from ds_parrots.cli.train import parse
 
     run = parse(["phonebook", *model_flags])
     cfg = task_model(run.model, build_task("phonebook", run.task))
@@ -56,21 +56,22 @@ def write_run(run_dir: Path, model_flags=TINY, payload: bool = False, step: int 
     tag.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps(run_config_dict(run, cfg, task_name="phonebook"), default=str))
     (run_dir / "checkpoints" / "latest").write_text(tag.name)
-    module = _Payload(run_dir.parent / "pwned") if payload else build_model(cfg, MoEConfig()).state_dict()
+    module = _Payload(run_dir.parent / "pwned") if payload else build_model(cfg).state_dict()
     torch.save({"module": module, "dp_world_size": 1}, tag / "mp_rank_00_model_states.pt")
     return run_dir
 
 
 def write_consolidated(path: Path, vocab_size: int, tokenizer: Optional[Path]) -> Path:
     """A consolidated pre-training checkpoint (.safetensors + sidecar) of a tiny dense model."""
-    from ds_parrots.config import ModelConfig, MoEConfig
-    from ds_parrots.consolidate import FORMAT, VERSION, save_consolidated
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig
+    from ds_parrots.checkpoints.load import FORMAT, VERSION
+    from ds_parrots.checkpoints.consolidate import save_consolidated
+    from ds_parrots.models import build_model
 
     cfg = ModelConfig(vocab_size=vocab_size, d_model=32, n_layers=1, n_heads=4, max_seq_len=64)
     meta = {"format": FORMAT, "version": VERSION, "model": dataclasses.asdict(cfg), "task_name": None,
             "task_config": None, "tokenizer": str(tokenizer) if tokenizer else None, "step": 1}
-    return save_consolidated(build_model(cfg, MoEConfig()).state_dict(), meta, path)
+    return save_consolidated(build_model(cfg).state_dict(), meta, path)
 
 
 def write_tokens(prefix: Path, docs=((5, 6, 7, 8), (9, 10, 11), (12, 13)), dtype=None) -> Path:
@@ -429,12 +430,12 @@ def _edit_config(run_dir: Path, **model) -> None:
 
 
 def _hf_folder(tmp: Path, **config) -> None:
-    from ds_parrots.config import ModelConfig, MoEConfig
-    from ds_parrots.hf_export import export_hf
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig
+    from ds_parrots.checkpoints.hf_export import export_hf
+    from ds_parrots.models import build_model
 
     cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, max_seq_len=64)
-    export_hf(build_model(cfg, MoEConfig()).state_dict(), cfg, tmp / "hf")
+    export_hf(build_model(cfg).state_dict(), cfg, tmp / "hf")
     if config:
         path = tmp / "hf" / "config.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
@@ -466,7 +467,7 @@ def fill(text: str, tmp: Path, assets: dict) -> str:
 
 
 def invoke(case: Case, tmp: Path, assets: dict, capsys) -> tuple[int, str]:
-    from ds_parrots.cli import main as ds_parrots
+    from ds_parrots.cli.main import main as ds_parrots
     from ds_parrots_eval.cli import main as ds_parrots_eval
 
     main = ds_parrots if case.command == "ds-parrots" else ds_parrots_eval
@@ -486,8 +487,8 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, assets, capsys
     def launched(*args, **kw):
         raise AssertionError("the command passed its checks and started a run")
 
-    monkeypatch.setattr("ds_parrots.synthetic.open_run", launched)
-    monkeypatch.setattr("ds_parrots.pretrain.open_run", launched)
+    monkeypatch.setattr("ds_parrots.training.recipes.synthetic.open_run", launched)
+    monkeypatch.setattr("ds_parrots.training.recipes.pretrain.open_run", launched)
     if case.setup is not None:
         case.setup(tmp_path, assets)
     before = snapshot(tmp_path)

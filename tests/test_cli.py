@@ -60,7 +60,7 @@ def test_every_config_field_has_a_docstring():
 
     from tyro._docstrings import get_field_docstring
 
-    from ds_parrots.train import SUBCOMMANDS
+    from ds_parrots.cli.train import SUBCOMMANDS
 
     seen, missing = set(), []
 
@@ -110,9 +110,9 @@ def test_checkpoint_and_eval_commands_document_every_flag():
 
     from tyro._docstrings import get_field_docstring
 
-    from ds_parrots.consolidate import ConsolidateArgs
-    from ds_parrots.hf_export import ExportArgs
-    from ds_parrots.reproduce import ReproduceArgs
+    from ds_parrots.cli.consolidate import ConsolidateArgs
+    from ds_parrots.cli.export_hf import ExportArgs
+    from ds_parrots.cli.reproduce import ReproduceArgs
     from ds_parrots_eval.cli import EvalArgs, GapArgs
     from ds_parrots_eval.plot import PlotArgs
 

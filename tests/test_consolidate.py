@@ -13,8 +13,8 @@ import torch
 
 from helpers import REPO, cpu_env, run_dist_script
 
-from ds_parrots.config import ConfigError
-from ds_parrots.consolidate import consolidated_state, load_model, sidecar_path
+from ds_parrots.errors import ConfigError
+from ds_parrots.checkpoints.load import consolidated_state, load_model, sidecar_path
 
 CASES = ["dense-z0-ep1", "dense-z1-ep1", "dense-z2-ep1", "dense-z3-ep1",
          "autoep-z0-ep2", "autoep-z1-ep1", "autoep-z2-ep2", "autoep-z3-ep1", "autoep-z3-ep2",

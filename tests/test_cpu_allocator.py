@@ -11,7 +11,7 @@ from helpers import REPO, cpu_env
 # 256 MB + 100 MB per round, as an MoE step's [E, ...] gradients: both over glibc's 32 MB mmap ceiling.
 PROBE = """
 import resource, sys, torch
-from ds_parrots.cpu_allocator import keep_freed_memory
+from ds_parrots.parallel.cpu_allocator import keep_freed_memory
 print(keep_freed_memory() if sys.argv[1] == "keep" else "system")
 faults = []
 for _ in range(8):
@@ -47,7 +47,7 @@ def test_keep_reuses_freed_blocks_where_glibc_defaults_fault_them_in_every_round
     ({"LD_PRELOAD": "/nonexistent/libjemalloc.so.2"}, "jemalloc is preloaded"),
 ])
 def test_the_users_own_malloc_settings_are_left_alone(env, reason, monkeypatch):
-    from ds_parrots.cpu_allocator import keep_freed_memory
+    from ds_parrots.parallel.cpu_allocator import keep_freed_memory
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -2,9 +2,11 @@ import json
 
 import pytest
 
-from ds_parrots.config import ConfigError, ModelConfig, MoEConfig, OptimConfig, TrainConfig
-from ds_parrots.engine import build_ds_config, gradient_accumulation, lr_factor, param_groups, validate
-from ds_parrots.model import build_model
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.parallel.ds_config import build_ds_config, gradient_accumulation, validate
+from ds_parrots.training.optim import lr_factor, param_groups
+from ds_parrots.models import build_model
 
 MOE = ModelConfig(vocab_size=20, d_model=16, n_layers=2, n_heads=2, num_experts=8, max_seq_len=8)
 DENSE = ModelConfig(vocab_size=20, d_model=16, n_layers=2, n_heads=2, max_seq_len=8)
@@ -75,7 +77,7 @@ def test_schedule_warmup_then_linear_decay():
 
 
 def test_no_weight_decay_on_norms():
-    model = build_model(MOE, MoEConfig())
+    model = build_model(MOE)
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     assert all("norm" in names[id(p)] for p in no_decay["params"])
@@ -102,11 +104,12 @@ def test_closed_trainer_is_freed(backend, zero, process_group):
 
     import torch
 
-    from ds_parrots.engine import initialize, train_step
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.training.step import train_step
 
     moe = MoEConfig(backend=backend)
     torch.manual_seed(0)
-    trainer = initialize(build_model(MOE, moe), MOE, moe, OptimConfig(),
+    trainer = parallelize(build_model(MOE), MOE, moe, OptimConfig(),
                          TrainConfig(steps=2, global_batch=2, micro_batch=2, zero_stage=zero, precision="fp32"))
     x = torch.randint(3, 20, (2, 9))
     train_step(trainer, [(x[:, :-1], x[:, 1:])])

@@ -1,6 +1,7 @@
 import torch
 
-from ds_parrots.generate import evaluate_task, greedy_generate
+from ds_parrots.tasks.evaluate import evaluate_task
+from ds_parrots.models.generate import greedy_generate
 from ds_parrots.tasks import build_task
 from ds_parrots.tasks.phonebook import PhonebookConfig
 
@@ -53,13 +54,13 @@ def successor_model_for(task):
 
 
 def _random_model(num_experts: int):
-    from ds_parrots.config import ModelConfig, MoEConfig
-    from ds_parrots.model import build_model
+    from ds_parrots.config import MoEConfig, ModelConfig
+    from ds_parrots.models import build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=V, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=num_experts,
                       top_k=2, max_seq_len=32, init_std=0.5)  # large weights: varied, confident argmaxes
-    return build_model(cfg, MoEConfig()).eval()
+    return build_model(cfg).eval()
 
 
 def test_kv_cache_decoding_equals_full_recomputation_for_uneven_prompts():

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from ds_parrots.config import ConfigError, ModelConfig, MoEConfig
-from ds_parrots.hf_export import export_hf
-from ds_parrots.model import build_model
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.checkpoints.hf_export import export_hf
+from ds_parrots.models import build_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -21,7 +22,7 @@ TIED = dataclasses.replace(DENSE, tie_embeddings=True)
 
 def make_model(cfg: ModelConfig, seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model(cfg, MoEConfig(backend="autoep")).eval()
+    model = build_model(cfg).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):  # RMSNorm weights start at 1: make a wrong mapping visible
@@ -179,8 +180,9 @@ def test_a_failed_export_leaves_the_old_folder_and_no_temporary_files(tmp_path):
 
 
 def test_cli_exports_a_consolidated_task_checkpoint(tmp_path, capsys):
-    from ds_parrots.cli import main
-    from ds_parrots.consolidate import FORMAT, VERSION, save_consolidated
+    from ds_parrots.cli.main import main
+    from ds_parrots.checkpoints.load import FORMAT, VERSION
+    from ds_parrots.checkpoints.consolidate import save_consolidated
     from ds_parrots.tasks import PhonebookConfig, build_task
 
     task_cfg = PhonebookConfig(book_size=10, first_names=10, last_names=10, num_queries=5)
@@ -200,13 +202,13 @@ def test_cli_exports_a_consolidated_task_checkpoint(tmp_path, capsys):
 
 def test_exported_folder_loads_back_for_evaluation(tmp_path):
     """ds-parrots-eval takes an export (or any Mistral / Mixtral folder): the weights read back exactly."""
-    from ds_parrots.consolidate import load_model
+    from ds_parrots.checkpoints.load import load_model
 
     for experts in (1, 4):
         torch.manual_seed(3)
         cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=experts,
                           top_k=2, max_seq_len=16)
-        ours = build_model(cfg, MoEConfig()).eval()
+        ours = build_model(cfg).eval()
         export_hf(ours.state_dict(), cfg, tmp_path / f"e{experts}")
         back, meta = load_model(tmp_path / f"e{experts}")
         assert back.cfg == dataclasses.replace(cfg, ffn_dim=cfg.ffn) and meta["format"] == "hf"

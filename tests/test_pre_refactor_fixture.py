@@ -40,7 +40,7 @@ def test_old_run_resumes_bit_exactly(tmp_path, name):
 def test_old_run_consolidates_to_the_same_tensors(tmp_path, name):
     from safetensors.torch import load_file
 
-    from ds_parrots.cli import main
+    from ds_parrots.cli.main import main
 
     out = tmp_path / "model.safetensors"
     assert main(["consolidate", str(FIXTURES / name), "--out", str(out)]) == 0

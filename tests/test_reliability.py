@@ -13,8 +13,8 @@ import torch
 from helpers import REPO, cpu_env, results, run_train, train_cmd
 from test_distributed_train import shm_buffers
 
-from ds_parrots.checkpoint import COMPLETE_FILE, is_complete, prune, resume_tag
-from ds_parrots.consolidate import consolidated_state
+from ds_parrots.training.checkpoint import COMPLETE_FILE, is_complete, prune, resume_tag
+from ds_parrots.checkpoints.load import consolidated_state
 
 TINY = ["--task.book-size", "64", "--task.num-queries", "16", "--train.global-batch", "16", "--train.log-every", "1",
         "--train.no-progress", "--train.max-eval", "8", "--optim.lr", "3e-3", "--optim.warmup-frac", "0.0"]

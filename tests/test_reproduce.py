@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ds_parrots.config import ConfigError
-from ds_parrots.reproduce import main
+from ds_parrots.errors import ConfigError
+from ds_parrots.cli.reproduce import main
 from ds_parrots.reproduce.bisect import bisect_ladder, max_probes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

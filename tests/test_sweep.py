@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from helpers import REPO, cpu_env
-from ds_parrots.sweep import main
+from ds_parrots.cli.sweep import main
 from ds_parrots.sweep.plan import plan
-from ds_parrots.train import PhonebookRun, PretrainRun, ShortestPathRun, parse
+from ds_parrots.cli.train import PhonebookRun, PretrainRun, ShortestPathRun, parse
 
 SUBCOMMAND_TYPES = {"phonebook": PhonebookRun, "shortest-path": ShortestPathRun, "pretrain": PretrainRun}
 

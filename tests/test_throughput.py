@@ -5,9 +5,10 @@ import pytest
 
 from helpers import results, run_train
 
-from ds_parrots.config import ConfigError, ModelConfig, TrainConfig
-from ds_parrots.model.counting import flops_per_token
-from ds_parrots.throughput import device_peak_tflops, lookup_peak_tflops, throughput
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import ModelConfig, TrainConfig
+from ds_parrots.models.counting import flops_per_token
+from ds_parrots.training.throughput import device_peak_tflops, lookup_peak_tflops, throughput
 
 
 def test_mfu_by_hand_for_a_small_moe():
@@ -85,7 +86,7 @@ def test_training_run_logs_tokens_tflops_and_mfu_to_tensorboard(tmp_path):
 
 
 def test_progress_line_shows_throughput_and_mfu():
-    from ds_parrots.logs import console_fields
+    from ds_parrots.training.logger import console_fields
 
     line = console_fields({"loss": 2.5, "lr": 1e-3, "tokens_per_s": 12345.6, "tflops_per_device": 0.0421,
                            "mfu": 0.0842, "grad_norm": 1.0})

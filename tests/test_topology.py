@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from ds_parrots.config import ConfigError, MoEConfig, TrainConfig, preset_model
-from ds_parrots.topology import expand_nodelist, parse_hostfile, resolve, slurm_gpus_per_node, slurm_hosts
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import MoEConfig, TrainConfig, preset_model
+from ds_parrots.parallel.topology import expand_nodelist, parse_hostfile, resolve, slurm_gpus_per_node, slurm_hosts
 from helpers import REPO, cpu_env
 
 

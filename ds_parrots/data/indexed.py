@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import DataError
+from ds_parrots.fileio import fsync
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -41,10 +42,6 @@ CODE_OF = {np.dtype(t): code for code, t in DTYPE_CODES.items()}
 CHUNK = 1 << 20
 INT32_MAX = np.iinfo(np.int32).max
 AGAIN = "run 'ds-parrots prepare' again"
-
-
-class DataError(ConfigError):
-    """A token file that is missing, damaged or does not fit the run; the message names the file."""
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -72,15 +69,6 @@ def _token_dtype(dtype) -> np.dtype:
         ints = ", ".join(str(np.dtype(t)) for t in DTYPE_CODES.values() if np.dtype(t).kind in "iu")
         raise DataError(f"token dtype {dtype} cannot be stored in a Megatron index; use one of {ints}")
     return dtype
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once its directory entry is on disk.
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class IndexedWriter:
@@ -201,11 +189,11 @@ class IndexedWriter:
             # Drop any old .idx before the new .bin lands, so that no moment has an .idx beside a .bin
             # it does not describe; then the .idx last marks the pair complete.
             self.idx_path.unlink(missing_ok=True)
-            _fsync_dir(self.idx_path)
+            fsync(self.idx_path.parent)
             os.replace(self._bin_tmp, self.bin_path)
-            _fsync_dir(self.bin_path)
+            fsync(self.bin_path.parent)
             os.replace(self._idx_tmp, self.idx_path)
-            _fsync_dir(self.idx_path)
+            fsync(self.idx_path.parent)
         except BaseException:
             self.abort()
             raise

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.config import ConfigError, shipped_file
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import shipped_file
 
 # Mixtures shipped with the package (ds_configs/mixtures/<name>.json) can be named without a path.
 SHIPPED = shipped_file("mixtures")

@@ -25,10 +25,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from ds_parrots.data.indexed import DataError, IndexedWriter, dtype_for_vocab, paths_of
+from ds_parrots.errors import DataError
+from ds_parrots.data.indexed import IndexedWriter, dtype_for_vocab, paths_of
 from ds_parrots.data.tokenizer import SentencePieceTokenizer
-from ds_parrots.data.sources import (Source, Task, check_inputs, is_hub_name, open_sources, plan_tasks,
-                                    read_task)
+from ds_parrots.data.sources import Source, Task, check_inputs, is_hub_name, open_sources, plan_tasks, read_task
 
 # Worker state, set once per process by _init_worker (the tokenizer loads once, not per task).
 _WORKER: dict = {}

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.data.permutation import permute
 from ds_parrots.data.step_layout import StepLayout
 

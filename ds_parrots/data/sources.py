@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from ds_parrots.data.indexed import DataError
+from ds_parrots.errors import DataError
 
 # Suffix -> how we read it: our own readers split a file across workers; "datasets" loads it whole first.
 READERS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt", ".parquet": "parquet", ".json": "datasets"}

@@ -92,7 +92,7 @@ from typing import Literal, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ds_parrots.config import ConfigError  # noqa: E402
+from ds_parrots.errors import ConfigError  # noqa: E402
 
 SP_UNK_ID, SP_BOS_ID, SP_EOS_ID, SP_PAD_ID = 0, 1, 2, -1
 # Sentencepiece silently drops training lines longer than this; its default, 4192 bytes, would drop most

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ds_parrots.checkpoint import RESUMABLE_CHANGES
-from ds_parrots.config import ConfigError
+from ds_parrots.training.checkpoint import RESUMABLE_CHANGES
+from ds_parrots.errors import ConfigError
 from ds_parrots.sweep.grids import Grid, Point
 from ds_parrots.sweep.outputs import execute
 from ds_parrots.sweep.plan import PlannedRun, plan
@@ -41,8 +41,8 @@ def check_finished_runs(runs: dict[str, PlannedRun]) -> None:
     """Refuse, before training anything, to reuse a finished run (results.json) whose recorded config.json is not
     the run planned now: e.g. a rerun after --epochs or a scale's steps changed would otherwise skip the probe and
     report the old run's accuracy as this configuration's."""
-    from ds_parrots.checkpoint import flatten_config
-    from ds_parrots.loop import run_config_dict
+    from ds_parrots.training.checkpoint import flatten_config
+    from ds_parrots.training.setup import run_config_dict
     from ds_parrots.sweep.plan import parse_train, sized_model
 
     stale = []

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.model.counting import human
+from ds_parrots.models.counting import human
 
 SUMMARY, TABLE = "summary.json", "table.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 SYNTHETIC_WIDTHS = (256, 512, 1024)
 EXPERTS = (1, 8, 16, 32, 64)  # 1: the dense model

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.sweep.grids import GRIDS
 from ds_parrots.sweep.plan import TRAIN_PY, PlannedRun
 
@@ -70,7 +70,7 @@ def emit_slurm(out: Path, grid: str, gpus: int, sbatch_options: tuple[str, ...],
 
 def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
     """Train the runs one after another here; 0 if all succeeded (or were already done), else 1."""
-    from ds_parrots.checkpoint import latest_tag
+    from ds_parrots.training.checkpoint import latest_tag
 
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.sweep.grids import GRIDS, Grid, select
 
 TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
@@ -55,7 +55,7 @@ def _flag(arg: str) -> str:
 
 def parse_train(args: list[str]):
     """train.py's own parser on `args`; its usage error (several lines from tyro) becomes one ConfigError."""
-    from ds_parrots.train import parse
+    from ds_parrots.cli.train import parse
 
     text = io.StringIO()
     try:
@@ -78,12 +78,12 @@ _task_cache: dict[tuple[str, str], object] = {}
 
 def sized_model(subcommand: str, run):
     """The model as train.py will build it: synthetic tasks set the vocabulary and sequence length from their
-    tokenizer (as ds_parrots.synthetic does), pre-training the sequence length from --data.seq-len."""
+    tokenizer (as ds_parrots.training.recipes.synthetic does), pre-training the sequence length from --data.seq-len."""
     if subcommand == "pretrain":
-        from ds_parrots.pretrain import pretrain_model
+        from ds_parrots.training.recipes.pretrain import pretrain_model
 
         return pretrain_model(run.model, run.data)
-    from ds_parrots.synthetic import task_model
+    from ds_parrots.training.recipes.synthetic import task_model
     from ds_parrots.tasks import build_task
 
     key = (subcommand, repr(run.task))
@@ -120,8 +120,8 @@ def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_siz
     train_py = os.path.relpath(TRAIN_PY)
     train_py = str(TRAIN_PY) if train_py.startswith("..") else train_py
     launcher = ["python", train_py] if gpus == 1 else ["deepspeed", "--num_gpus", str(gpus), train_py]
-    from ds_parrots.engine import build_ds_config, validate  # torch: imported once the cheap checks passed
-    from ds_parrots.model.counting import count_params
+    from ds_parrots.parallel.ds_config import build_ds_config, validate
+    from ds_parrots.models.counting import count_params
 
     runs = []
     for p in points:

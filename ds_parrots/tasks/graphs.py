@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.data.tokenizer import SymbolTokenizer
 from ds_parrots.tasks.base import Example
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.data.tokenizer import char_tokenizer
 from ds_parrots.tasks.base import Example
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ds_parrots.tasks.base import Example
-from ds_parrots.tasks.graphs import (MAX_TRIES, NODE_OFFSET, GraphTask, GraphTaskConfig, adjacency, bfs_distances,
-                                     prompt_ids, prompt_len_bound, random_pair, sample_edges, until_eos)
+from ds_parrots.tasks.graphs import MAX_TRIES, NODE_OFFSET, GraphTask, GraphTaskConfig, adjacency, bfs_distances, prompt_ids, prompt_len_bound, random_pair, sample_edges, until_eos
 
 
 @dataclass

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.base import Example
-from ds_parrots.tasks.graphs import (MAX_TRIES, GraphTask, GraphTaskConfig, adjacency_matrix, prompt_ids,
-                                     prompt_len_bound, random_pair, sample_edges)
+from ds_parrots.tasks.graphs import MAX_TRIES, GraphTask, GraphTaskConfig, adjacency_matrix, prompt_ids, prompt_len_bound, random_pair, sample_edges
 
 YES, NO = "yes", "no"
 

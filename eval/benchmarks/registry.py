@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 from . import readers
 from .examples import Example, MathExample

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 FORMATS = ("parquet", "jsonl", "json")
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 
 from ..lm import LanguageModel
 from .examples import Example

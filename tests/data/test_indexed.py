@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ds_parrots.data import indexed
-from ds_parrots.data.indexed import DataError, IndexedDataset, IndexedWriter, dtype_for_vocab
+from ds_parrots.errors import DataError
+from ds_parrots.data.indexed import IndexedDataset, IndexedWriter, dtype_for_vocab
 
 # The layout as Megatron-LM documents it, restated here so the tests do not share the module's constants.
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"

@@ -12,8 +12,9 @@ import pytest
 from helpers import REPO, cpu_env
 from text_corpus import english_lines, train_tiny
 
-from ds_parrots.cli import PrepareArgs, TokenizerTrainArgs
-from ds_parrots.data.indexed import DataError, IndexedDataset
+from ds_parrots.cli.data import PrepareArgs, TokenizerTrainArgs
+from ds_parrots.errors import DataError
+from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.prepare import prepare
 from ds_parrots.data.sources import open_sources, plan_tasks
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.data.mixture import load_mixture
 from ds_parrots.data.permutation import permute
 from ds_parrots.data.sampler import Blend, PretrainBatches, PretrainSamples, apportion

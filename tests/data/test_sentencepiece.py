@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ds_parrots.config import ConfigError
-from ds_parrots.data.tokenizer import (SentencePieceTokenizer, TokenizerError, check_model_vocab,
-                                       train_sentencepiece)
+from ds_parrots.errors import ConfigError
+from ds_parrots.data.tokenizer import SentencePieceTokenizer, TokenizerError, check_model_vocab, train_sentencepiece
 
 from text_corpus import VOCAB, english_lines, train_tiny  # noqa: E402
 

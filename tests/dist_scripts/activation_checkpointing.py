@@ -8,10 +8,11 @@ import sys
 import torch
 import torch.distributed as dist
 
-from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
-from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
-from ds_parrots.engine import initialize, train_step
-from ds_parrots.model import build_model
+from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.training.step import train_step
+from ds_parrots.models import build_model
 
 CASES = {
     "dense-zero3": (ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=16),
@@ -25,7 +26,7 @@ def train(cfg: ModelConfig, moe: MoEConfig, checkpointing: bool, steps: int = 3)
     torch.manual_seed(0)
     train_cfg = TrainConfig(steps=steps, global_batch=4, micro_batch=1, zero_stage=3, precision="fp32",
                             activation_checkpointing=checkpointing)
-    trainer = initialize(build_model(cfg, moe), cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0), train_cfg)
+    trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0), train_cfg)
     # Count block forwards: with checkpointing each block runs again in backward. A pre-hook, since the
     # recomputation stops early (without its forward hooks) once it has what backward needs.
     forwards = [0]

@@ -7,10 +7,10 @@ import sys
 import torch
 import torch.distributed as dist
 
-from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
-from ds_parrots.engine import initialize
-from ds_parrots.model import build_model
-from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
+from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.models import build_model
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
 
 
 def main(out_path: str) -> None:
@@ -19,10 +19,10 @@ def main(out_path: str) -> None:
                       max_seq_len=16)
     moe = MoEConfig(backend="autoep", ep_size=2)
     torch.manual_seed(0)
-    model = build_model(cfg, moe)
+    model = build_model(cfg)
     torch.manual_seed(0)
-    reference = build_model(cfg, moe).eval()
-    trainer = initialize(model, cfg, moe, OptimConfig(), TrainConfig(global_batch=2, micro_batch=1, zero_stage=3))
+    reference = build_model(cfg).eval()
+    trainer = parallelize(model, cfg, moe, OptimConfig(), TrainConfig(global_batch=2, micro_batch=1, zero_stage=3))
     swapped = [type(m.mlp).__name__ for m in trainer.engine.module.model.layers]
     # Each rank feeds its own tokens: AutoEP exchanges them between ranks, ZeRO-3 gathers weights.
     x = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(dist.get_rank()))

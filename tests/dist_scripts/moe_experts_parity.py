@@ -11,10 +11,11 @@ import torch
 import torch.distributed as dist
 from deepspeed.utils import safe_get_full_grad
 
-from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
-from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
-from ds_parrots.engine import initialize, lm_loss
-from ds_parrots.model import build_model
+from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.training.step import lm_loss
+from ds_parrots.models import build_model
 
 
 OURS = {"autoep": "grouped", "native": "trimmed"}
@@ -30,9 +31,9 @@ def run(backend: str, impl: str, zero: int, ep: int) -> dict:
                       max_seq_len=16)
     moe = MoEConfig(backend=backend, ep_size=ep, **{f"{backend}_experts": impl})
     torch.manual_seed(0)
-    model = build_model(cfg, moe)
+    model = build_model(cfg)
     world = dist.get_world_size()
-    trainer = initialize(model, cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0),
+    trainer = parallelize(model, cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0),
                          TrainConfig(steps=3, global_batch=2 * world, micro_batch=2, zero_stage=zero,
                                      precision="fp32"))
     engine = trainer.engine

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ds_parrots import checkpoint
-from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
-from ds_parrots.distributed import ensure_process_group, exit_process, shutdown
-from ds_parrots.engine import initialize, train_step
-from ds_parrots.model import build_model
+from ds_parrots.training import checkpoint
+from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.training.step import train_step
+from ds_parrots.models import build_model
 
 VOCAB, SEQ = 48, 12
 
@@ -37,7 +38,7 @@ def run_case(case: str, out_dir: Path) -> None:
     model_cfg, moe, train = parse(case)
     optim = OptimConfig(lr=1e-2, warmup_frac=0.0)
     torch.manual_seed(0)
-    trainer = initialize(build_model(model_cfg, moe), model_cfg, moe, optim, train)
+    trainer = parallelize(build_model(model_cfg), model_cfg, moe, optim, train)
     gen = torch.Generator().manual_seed(100 + dist.get_rank())
     for _ in range(2):  # each rank its own data, so the optimizer moves every shard differently
         ids = torch.randint(0, VOCAB, (2, SEQ), generator=gen)

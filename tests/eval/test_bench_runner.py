@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ds_parrots.config import ConfigError
-from ds_parrots.distributed import free_port
+from ds_parrots.errors import ConfigError
+from ds_parrots.parallel.process_group import free_port
 from ds_parrots_eval.benchmarks.runner import available_tasks, run_benchmarks
 from ds_parrots_eval.gap import run_gap
 from test_bench_readers import write_split

@@ -6,8 +6,8 @@ import torch
 
 from text_corpus import VOCAB, train_tiny
 
-from ds_parrots.config import ModelConfig, MoEConfig
-from ds_parrots.model import build_model
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.models import build_model
 from ds_parrots_eval.lm import ModelLM
 
 
@@ -17,7 +17,7 @@ def lm(tmp_path_factory):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=VOCAB, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=4, top_k=2,
                       max_seq_len=64, init_std=0.3)
-    return ModelLM(build_model(cfg, MoEConfig()).eval(), tok, batch_size=3)
+    return ModelLM(build_model(cfg).eval(), tok, batch_size=3)
 
 
 def direct_loglik(lm, context: str, continuation: str) -> float:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots_eval.plot import (BENCHMARKS_PNG, CAPACITY_PNG, SHORTEST_PATH_PNG, Model, capacity_from_runs, main,
                                   plot_files, read_inputs)
 

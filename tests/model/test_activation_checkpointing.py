@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from ds_parrots.config import ModelConfig, MoEConfig
-from ds_parrots.engine import lm_loss
-from ds_parrots.model import build_model
-from ds_parrots.model.moe import RouterCapture
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.training.step import lm_loss
+from ds_parrots.models import build_model
+from ds_parrots.parallel.router_capture import RouterCapture
 
 
 def loss_and_grads(cfg: ModelConfig, checkpointing: bool, x: torch.Tensor):
     torch.manual_seed(0)
-    model = build_model(cfg, MoEConfig())
+    model = build_model(cfg)
     model.model.activation_checkpointing = checkpointing
     capture = RouterCapture(model, cfg.top_k) if cfg.is_moe else None
     loss = lm_loss(model(x[:, :-1]), x[:, 1:])
@@ -43,7 +43,7 @@ def test_checkpointing_keeps_fewer_activations():
     saved = {}
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        model = build_model(cfg, MoEConfig())
+        model = build_model(cfg)
         model.model.activation_checkpointing = checkpointing
         total = [0]
 

@@ -1,8 +1,8 @@
 import pytest
 
-from ds_parrots.config import ModelConfig, MoEConfig, preset_model
-from ds_parrots.model import build_model
-from ds_parrots.model.counting import count_params, flops_per_token
+from ds_parrots.config import MoEConfig, ModelConfig, preset_model
+from ds_parrots.models import build_model
+from ds_parrots.models.counting import count_params, flops_per_token
 
 
 def direct_count(model) -> int:
@@ -17,7 +17,7 @@ def direct_count(model) -> int:
 ])
 def test_total_matches_model_parameters(kw):
     cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=3, n_heads=4, max_seq_len=16, **kw)
-    assert count_params(cfg).total == direct_count(build_model(cfg, MoEConfig()))
+    assert count_params(cfg).total == direct_count(build_model(cfg))
 
 
 def test_active_counts_only_routed_experts():

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ds_parrots.config import ModelConfig, MoEConfig
-from ds_parrots.model import build_model
-from ds_parrots.model.moe import MoEFeedForward, RouterCapture, expert_load, load_balancing_loss, route, z_loss
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.models import build_model
+from ds_parrots.models.moe import MoEFeedForward, expert_load, load_balancing_loss, route, z_loss
+from ds_parrots.parallel.router_capture import RouterCapture
 
 
 def test_route_picks_top_k_and_renormalizes():
@@ -100,7 +101,7 @@ def test_moe_all_tokens_to_one_expert_and_empty_experts():
 def test_router_capture_collects_every_layer():
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=30, d_model=16, n_layers=3, n_heads=2, num_experts=4, top_k=2, max_seq_len=16)
-    model = build_model(cfg, MoEConfig())
+    model = build_model(cfg)
     capture = RouterCapture(model, top_k=2)
     assert capture.num_layers == 3
     model(torch.randint(0, 30, (2, 5)))
@@ -117,7 +118,7 @@ def test_router_capture_skips_no_grad_forwards():
     # Evaluation runs under no_grad between training steps: it must not leak into the next step's aux loss.
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=30, d_model=16, n_layers=2, n_heads=2, num_experts=4, top_k=2, max_seq_len=16)
-    model = build_model(cfg, MoEConfig())
+    model = build_model(cfg)
     capture = RouterCapture(model, top_k=2)
     x = torch.randint(0, 30, (2, 5))
     with torch.no_grad():

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ds_parrots.model.grouped_swiglu import grouped_swiglu
-from ds_parrots.model.moe import MoEFeedForward, route
+from ds_parrots.models.grouped_swiglu import grouped_swiglu
+from ds_parrots.models.moe import MoEFeedForward, route
 from helpers import run_dist_script
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}

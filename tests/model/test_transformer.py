@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from ds_parrots.config import ModelConfig, MoEConfig
-from ds_parrots.model import build_model
-from ds_parrots.model.transformer import Attention, RMSNorm, apply_rotary, rotary_tables
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.models import build_model
+from ds_parrots.models.transformer import Attention, RMSNorm, apply_rotary, rotary_tables
 
 
 def small(**kw) -> ModelConfig:
@@ -17,7 +17,7 @@ def small(**kw) -> ModelConfig:
 @pytest.mark.parametrize("experts", [1, 4])
 def test_logits_shape(experts):
     torch.manual_seed(0)
-    model = build_model(small(num_experts=experts), MoEConfig())
+    model = build_model(small(num_experts=experts))
     x = torch.randint(0, 40, (3, 11))
     assert model(x).shape == (3, 11, 40)
 
@@ -25,7 +25,7 @@ def test_logits_shape(experts):
 @pytest.mark.parametrize("experts", [1, 4])
 def test_future_token_cannot_change_past_logits(experts):
     torch.manual_seed(0)
-    model = build_model(small(num_experts=experts), MoEConfig()).eval()
+    model = build_model(small(num_experts=experts)).eval()
     x = torch.randint(0, 40, (2, 12))
     y = x.clone()
     y[:, 7] = (y[:, 7] + 5) % 40
@@ -87,15 +87,15 @@ def test_grouped_query_attention_equals_repeated_kv_heads():
 
 
 def test_no_biases_and_untied_by_default():
-    model = build_model(small(num_experts=4), MoEConfig())
+    model = build_model(small(num_experts=4))
     assert not any(name.endswith("bias") for name, _ in model.named_parameters())
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
-    tied = build_model(small(tie_embeddings=True), MoEConfig())
+    tied = build_model(small(tie_embeddings=True))
     assert tied.lm_head.weight is tied.model.embed_tokens.weight
 
 
 def test_mixtral_parameter_names():
-    names = {n for n, _ in build_model(small(num_experts=4), MoEConfig()).named_parameters()}
+    names = {n for n, _ in build_model(small(num_experts=4)).named_parameters()}
     assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
             "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.gate.weight",
             "model.layers.1.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj",
@@ -103,6 +103,6 @@ def test_mixtral_parameter_names():
 
 
 def test_sequence_longer_than_max_seq_len_is_refused():
-    model = build_model(small(max_seq_len=8), MoEConfig())
+    model = build_model(small(max_seq_len=8))
     with pytest.raises(ValueError, match="max_seq_len=8"):
         model(torch.zeros(1, 9, dtype=torch.long))

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from ds_parrots.config import ModelConfig, MoEConfig
-from ds_parrots.model.moe import NativeMoEFeedForward, _trimmed_experts_class
-from ds_parrots.model.transformer import SwiGLU
-from ds_parrots.model.trimmed_experts import occupied_slots
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.parallel.moe_backends import NativeMoEFeedForward, _trimmed_experts_class
+from ds_parrots.models.transformer import SwiGLU
+from ds_parrots.parallel.trimmed_experts import occupied_slots
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}
 

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.phonebook import PhonebookConfig, PhonebookTask
 
 NUMBER = re.compile(r"^\d{3}-\d{3}-\d{4}$")

@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.graphs import TRAIN_STREAM
 from ds_parrots.tasks.shortest_path import ShortestPathConfig, ShortestPathTask
 from ds_parrots.tasks.two_hop import TwoHopConfig, TwoHopTask

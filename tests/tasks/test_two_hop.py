@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ds_parrots.config import ConfigError
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.two_hop import TwoHopConfig, TwoHopTask
 
 

@@ -1,0 +1,306 @@
+"""Read any of our DeepSpeed checkpoints into one full-precision state dict, without DeepSpeed or a process
+group, whatever world size, ZeRO stage, MoE backend and expert-parallel size wrote it.
+
+DeepSpeed's own `zero_to_fp32` skips MoE experts (and refuses AutoEP's ZeRO-3 layout), so the rules are ours:
+- fp32 master weights come from the optimizer partitions (ZeRO 1-3, bf16 included); without ZeRO and in fp32,
+  the module weights saved by rank 0 and the per-expert files are the weights.
+- ZeRO-3 partitions each parameter separately over its partition group (rank r holds ceil(n/p) elements,
+  the last one padded); ZeRO-1/2 partition each parameter group's flat concatenation.
+- Expert parameters are partitioned over the expert-data-parallel group (ranks e, e+ep, e+2ep, ... for
+  expert-parallel rank e = rank % ep, DeepSpeed's layout) and hold that rank's num_experts/ep experts,
+  global experts [e * local, (e + 1) * local).
+- Names are turned into the single-device model's (Mixtral layout): AutoEP's router.gate / experts.w1,w3,w2
+  and native's deepspeed_moe.gate.wg / deepspeed_experts.<i>.{gate,up,down}_proj become mlp.gate and
+  mlp.experts.gate_up_proj [E, 2F, d] / down_proj [E, d, F].
+
+Files are read with torch.load(weights_only=True): tensors and a short allowlist of DeepSpeed's plain
+classes, never arbitrary code.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+from pathlib import Path
+from typing import Callable
+import torch
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import ModelConfig
+
+
+# Plain-data classes DeepSpeed pickles into its checkpoints (an enum, the loss-scaler record and a
+# (start, numel) pair); allowing them keeps weights_only=True, which refuses anything else.
+_ALLOWED = ("deepspeed.runtime.zero.config.ZeroStageEnum", "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+            "deepspeed.utils.tensor_fragment.fragment_address")
+
+
+_EXPERT_FILE = re.compile(r"^layer_(\d+)_expert_(\d+)_mp_rank_00_model_states\.pt$")
+
+
+_OPTIM_FILE = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_00_optim_states\.pt$")
+
+
+_ZERO3_MODEL_FILE = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_00_model_states\.pt$")
+
+
+_AUTOEP_ROUTER = re.compile(r"^(model\.layers\.\d+\.mlp)\.router\.gate\.weight$")
+
+
+_AUTOEP_EXPERT = re.compile(r"^(model\.layers\.\d+\.mlp)\.experts\.(w[123])(?:\.(\d+))?$")
+
+
+_NATIVE_ROUTER = re.compile(r"^(model\.layers\.\d+\.mlp)\.moe\.deepspeed_moe\.gate\.wg\.weight$")
+
+
+_NATIVE_EXPERT = re.compile(
+    r"^(model\.layers\.\d+\.mlp)\.moe\.deepspeed_moe\.experts\.deepspeed_experts\.(\d+)\.(gate|up|down)_proj\.weight$")
+
+
+def _allowed_globals() -> list:
+    import importlib
+
+    out = []
+    for qualname in _ALLOWED:
+        module, name = qualname.rsplit(".", 1)
+        try:
+            out.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass  # a checkpoint that needs it then fails with a clear error below
+    return out
+
+
+def safe_load(path: Path, mmap: bool = False) -> dict:
+    """torch.load(weights_only=True) with DeepSpeed's plain-data classes allowed; errors name the file.
+    mmap=True maps the tensor data instead of reading it (zip-format files), for a cheap check."""
+    try:
+        with torch.serialization.safe_globals(_allowed_globals()):
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if not (mmap and "mmap" in str(e)):
+                    raise
+                # A legacy (non-zip) torch.save file cannot be mapped; the restricted unpickler still applies.
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own text advises weights_only=False, exactly what must not be done with a file like this.
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(e))
+        raise ConfigError(f"cannot read checkpoint file {path}: it holds "
+                          f"{'the object ' + found.group(1) if found else 'objects other than tensors'}, which no "
+                          "checkpoint of ours holds; refused without running it (files are loaded with "
+                          "weights_only=True: tensors and DeepSpeed's own state only). Use a checkpoint written by "
+                          "ds_parrots from a source you trust") from None
+    except Exception as e:  # noqa: BLE001  (any unreadable file becomes one clear line)
+        raise ConfigError(f"cannot read checkpoint file {path}: {str(e).splitlines()[0][:300]} (files are loaded "
+                          "with weights_only=True: tensors and DeepSpeed's own state only)") from None
+
+
+def check_checkpoint_files(tag_dir: Path) -> None:
+    """Refuse a checkpoint step directory holding a .pt file that weights_only=True cannot load, before
+    DeepSpeed's engine.load_checkpoint reads it: DeepSpeed 0.19's TorchCheckpointEngine.load calls
+    torch.load(weights_only=False), which runs any code pickled into the file. Tensors are mapped, not read."""
+    for f in sorted(Path(tag_dir).glob("*.pt")):
+        safe_load(f, mmap=True)
+
+
+def _is_expert_name(name: str) -> bool:
+    return bool(_AUTOEP_EXPERT.match(name) or _NATIVE_EXPERT.match(name))
+
+
+def _ranked(paths, pattern: re.Pattern) -> list[Path]:
+    found = sorted(((int(pattern.match(p.name).group(1)), p) for p in paths if pattern.match(p.name)))
+    ranks = [r for r, _ in found]
+    if ranks != list(range(len(ranks))):
+        raise ConfigError(f"checkpoint {paths[0].parent if paths else ''}: rank files {ranks} are not 0..{len(ranks) - 1};"
+                          " the checkpoint is incomplete (was it copied partially?)")
+    return [p for _, p in found]
+
+
+class _Assembler:
+    """Collects DeepSpeed-named tensors (rank-local experts placed at their global index) and converts them
+    to the single-device model's names."""
+
+    def __init__(self, model: ModelConfig):
+        self.model = model
+        self.out: dict[str, torch.Tensor] = {}
+        # (layer prefix, kind) -> [E, ...] tensor and which experts were filled
+        self.experts: dict[tuple[str, str], torch.Tensor] = {}
+        self.filled: dict[tuple[str, str], set] = {}
+
+    def add(self, name: str, value: torch.Tensor, first_expert: int = 0) -> None:
+        value = value.detach().to(torch.float32)
+        if m := _AUTOEP_ROUTER.match(name) or _NATIVE_ROUTER.match(name):
+            self.out[f"{m.group(1)}.gate.weight"] = value
+        elif m := _AUTOEP_EXPERT.match(name):
+            prefix, w, index = m.groups()
+            if index is not None:  # per-expert file: one expert, global index in the name
+                self._place(prefix, w, value.unsqueeze(0), int(index))
+            else:  # fused [local, ...]: this rank's experts from first_expert on
+                self._place(prefix, w, value, first_expert)
+        elif m := _NATIVE_EXPERT.match(name):
+            prefix, index, kind = m.groups()
+            self._place(prefix, kind, value.unsqueeze(0), first_expert + int(index))
+        else:
+            self.out[name] = value
+
+    def _place(self, prefix: str, kind: str, value: torch.Tensor, start: int) -> None:
+        e = self.model.num_experts
+        if start + value.shape[0] > e:
+            raise ConfigError(f"checkpoint holds expert {start + value.shape[0] - 1} of {prefix}, but the run's "
+                              f"model has {e} experts")
+        key = (prefix, kind)
+        if key not in self.experts:
+            self.experts[key] = torch.empty((e, *value.shape[1:]), dtype=torch.float32)
+            self.filled[key] = set()
+        self.experts[key][start:start + value.shape[0]] = value
+        self.filled[key].update(range(start, start + value.shape[0]))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = dict(self.out)
+        e = self.model.num_experts
+        for (prefix, kind), filled in self.filled.items():
+            if len(filled) != e:
+                missing = sorted(set(range(e)) - filled)[:8]
+                raise ConfigError(f"checkpoint lacks experts {missing} of {prefix} ({kind}): incomplete checkpoint")
+        prefixes = sorted({p for p, _ in self.experts})
+        for p in prefixes:
+            x = self.experts
+            if (p, "w1") in x:  # AutoEP: w1 gate [E, F, d], w3 up [E, F, d], w2 down [E, d, F]
+                gate, up, down = x[(p, "w1")], x[(p, "w3")], x[(p, "w2")]
+            else:  # native: per-expert Linear weights, same shapes per expert
+                gate, up, down = x[(p, "gate")], x[(p, "up")], x[(p, "down")]
+            out[f"{p}.experts.gate_up_proj"] = torch.cat([gate, up], dim=1).contiguous()
+            out[f"{p}.experts.down_proj"] = down.contiguous()
+        if self.model.tie_embeddings and "lm_head.weight" not in out and "model.embed_tokens.weight" in out:
+            out["lm_head.weight"] = out["model.embed_tokens.weight"].clone()  # DeepSpeed saves a shared tensor once
+        return out
+
+
+def _expert_group_ranks(rank: int, world: int, ep: int) -> list[int]:
+    """The expert-data-parallel group of `rank`, in partition order (DeepSpeed's E + D layout)."""
+    return list(range(rank % ep, world, ep))
+
+
+def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, add: Callable) -> None:
+    """ZeRO-1/2 (and bf16 without ZeRO): each group's flat fp32 vector is cut into equal contiguous
+    partitions, one per rank of the group; parameters lie in it in param_shapes order."""
+    states = [safe_load(f)["optimizer_state_dict"] for f in files]
+    flats = [s["single_partition_of_fp32_groups"] for s in states]
+    paddings = states[0].get("param_alignment_paddings")
+    local_experts = None
+    for g, shapes in enumerate(param_shapes):
+        expert_group = any(_is_expert_name(n) for n in shapes)
+        roots = range(ep) if expert_group else [0]
+        for root in roots:
+            ranks = _expert_group_ranks(root, world, ep) if expert_group else list(range(world))
+            full = torch.cat([flats[r][g].float() for r in ranks])
+            offset = 0
+            first = 0
+            if expert_group:
+                local_experts = local_experts or _local_expert_count(shapes)
+                first = (root % ep) * local_experts
+            for i, (name, shape) in enumerate(shapes.items()):
+                numel = math.prod(shape)
+                if offset + numel > full.numel():
+                    raise ConfigError(f"{files[0].parent}: parameter {name} {tuple(shape)} runs past the saved fp32 "
+                                      f"partitions of group {g}; the checkpoint does not match its model states")
+                add(name, full[offset:offset + numel].view(*shape), first)
+                offset += numel + (paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0)
+
+
+def _local_expert_count(shapes: dict) -> int:
+    """Experts per rank, from the expert parameters a rank saw: a fused [local, ...] tensor (AutoEP) or the
+    number of distinct deepspeed_experts.<i> (native)."""
+    native = {m.group(2) for n in shapes if (m := _NATIVE_EXPERT.match(n))}
+    if native:
+        return len(native)
+    for n, s in shapes.items():
+        if _AUTOEP_EXPERT.match(n):
+            return int(s[0])
+    raise ConfigError("expert parameter group without expert parameters")
+
+
+def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> None:
+    """ZeRO-3: every parameter is partitioned on its own over its partition group (ceil(n/p) per rank, the
+    last rank padded); the flat groups of a family (replicated / experts) concatenate those slices in
+    param_shapes order. AutoEP records each rank's partition groups and global expert range."""
+    models = [safe_load(f) for f in model_files]
+    optims = [safe_load(f)["optimizer_state_dict"] for f in optim_files]
+    world = len(models)
+    # Flat fp32 vectors per family and rank, and the ranks that partition each family's parameters.
+    families: dict[str, dict] = {}
+    for r, o in enumerate(optims):
+        groups = o.get("ds_zero_partition_groups")
+        for sub, flat in enumerate(o["fp32_flat_groups"]):
+            info = groups[sub] if groups else {"partition_ranks": list(range(world)), "families": ["replicated"]}
+            family = "expert" if any("expert" in f for f in info.get("families", [])) else "replicated"
+            fam = families.setdefault(family, {"flat": {}, "ranks": {}})
+            fam["flat"].setdefault(r, []).append(flat.float())
+            fam["ranks"][r] = list(info["partition_ranks"])
+    for family, fam in families.items():
+        groups_done = set()
+        for r in range(world):
+            ranks = tuple(fam["ranks"][r])
+            if ranks in groups_done:
+                continue
+            groups_done.add(ranks)
+            flats = [torch.cat(fam["flat"][q]) for q in ranks]
+            shapes = [s for g in models[ranks[0]]["param_shapes"] for s in g.items()
+                      if _is_expert_name(s[0]) == (family == "expert")]
+            starts = {layer["expert_key_prefix"]: layer["global_expert_start"]
+                      for layer in models[ranks[0]].get("ds_autoep_layers") or []}
+            offset = 0
+            for name, shape in shapes:
+                numel = math.prod(shape)
+                part = math.ceil(numel / len(ranks))
+                if offset + part > flats[0].numel():
+                    raise ConfigError(f"{optim_files[0].parent}: parameter {name} {tuple(shape)} runs past the "
+                                      "saved fp32 partitions; the checkpoint does not match its model states")
+                value = torch.cat([f[offset:offset + part] for f in flats])[:numel].view(*shape)
+                prefix = name.rsplit(".", 1)[0]
+                add(name, value, starts.get(prefix, 0))
+                offset += part
+
+
+def _module_weights(model_file: Path, expert_files: list[Path], add: Callable) -> None:
+    """Without ZeRO partitions: rank 0's module (non-expert weights) and one file per global expert."""
+    for name, value in safe_load(model_file)["module"].items():
+        if not name.endswith(".gate.gate.weight"):  # AutoEP's alias of router.gate: same tensor twice
+            add(name, value)
+    for f in expert_files:
+        for name, value in safe_load(f).items():
+            add(name, value)
+
+
+def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of one checkpoint tag directory, in the single-device model's names."""
+    tag_dir = Path(tag_dir)
+    files = sorted(tag_dir.iterdir())
+    expert_files = [f for f in files if _EXPERT_FILE.match(f.name)]
+    optim_files = _ranked([f for f in files if _OPTIM_FILE.match(f.name)], _OPTIM_FILE)
+    zero3_models = _ranked([f for f in files if _ZERO3_MODEL_FILE.match(f.name)], _ZERO3_MODEL_FILE)
+    rank0 = tag_dir / "mp_rank_00_model_states.pt"
+    asm = _Assembler(model)
+    ep = ep_size if model.is_moe else 1
+    if zero3_models:
+        if len(optim_files) != len(zero3_models):
+            raise ConfigError(f"{tag_dir}: {len(zero3_models)} model-state files but {len(optim_files)} optimizer "
+                              "files; the checkpoint is incomplete")
+        _zero3(zero3_models, optim_files, asm.add)
+    elif rank0.is_file():
+        states = safe_load(rank0)
+        world = int(states.get("dp_world_size") or max(len(optim_files), 1))
+        opt = safe_load(optim_files[0])["optimizer_state_dict"] if optim_files else None
+        if opt is not None and "single_partition_of_fp32_groups" in opt:
+            if len(optim_files) != world:
+                raise ConfigError(f"{tag_dir}: {len(optim_files)} optimizer partitions for {world} ranks; the "
+                                  "checkpoint is incomplete")
+            del opt
+            _zero12(optim_files, states["param_shapes"], world, ep, asm.add)
+        else:
+            del states
+            _module_weights(rank0, expert_files, asm.add)
+    else:
+        raise ConfigError(f"{tag_dir} holds no DeepSpeed model states (mp_rank_00_model_states.pt or "
+                          "zero_pp_rank_*_model_states.pt); point at a run directory or one checkpoint step")
+    return asm.state_dict()

@@ -1,0 +1,125 @@
+"""DeepSpeed's MoE layers in place of ours: the native layer (GShard gate, capacity) around our SwiGLU
+experts, its experts trimmed to occupied slots, and AutoEP's experts on our grouped kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import torch
+from torch import nn
+from ds_parrots.config import MoEConfig, ModelConfig
+from ds_parrots.models.grouped_swiglu import grouped_swiglu
+from ds_parrots.models.transformer import SwiGLU
+from ds_parrots.parallel.trimmed_experts import run_occupied
+from ds_parrots.models.moe import MoEFeedForward
+
+
+class NativeMoEFeedForward(nn.Module):
+    """deepspeed.moe.layer.MoE around our SwiGLU expert; returns only the hidden states."""
+
+    def __init__(self, model: ModelConfig, moe: MoEConfig):
+        super().__init__()
+        from deepspeed.moe.layer import MoE
+
+        dropless = moe.capacity_factor is None
+        cf = 1.0 if dropless else moe.capacity_factor
+        ecf = moe.eval_capacity_factor if moe.eval_capacity_factor is not None else cf
+        self.moe = MoE(hidden_size=model.d_model, expert=SwiGLU(model.d_model, model.ffn),
+                       num_experts=model.num_experts, ep_size=moe.ep_size, k=model.top_k, capacity_factor=cf,
+                       eval_capacity_factor=ecf, min_capacity=moe.min_capacity, drop_tokens=not dropless,
+                       # Deterministic top-2 (DeepSpeed samples the 2nd expert by default): same routing
+                       # as the autoep backend and as our aux-loss bookkeeping.
+                       top2_2nd_expert_sampling=False, use_rts=not dropless)
+        if moe.native_experts == "trimmed":
+            self.moe.deepspeed_moe.experts.__class__ = _trimmed_experts_class()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _l_aux, _counts = self.moe(x)
+        return out
+
+
+@functools.cache
+def _trimmed_experts_class() -> type:
+    """DeepSpeed's native Experts running each expert on its occupied capacity slots only: same modules,
+    parameters and state-dict names, one forward changed (built on first use: importing DeepSpeed is slow)."""
+    from deepspeed.moe.experts import Experts
+
+    class TrimmedExperts(Experts):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return run_occupied(self.deepspeed_experts, inputs)
+
+    return TrimmedExperts
+
+
+@functools.cache
+def _grouped_swiglu_experts_class() -> type:
+    """DeepSpeed's GroupedExperts with our kernel as forward (built on first use: importing DeepSpeed is slow)."""
+    from deepspeed.moe.ep_experts import GroupedExperts
+
+    class GroupedSwiGLUExperts(GroupedExperts):
+        def forward(self, x: torch.Tensor, num_tokens_per_expert: torch.Tensor) -> torch.Tensor:
+            return grouped_swiglu(x, num_tokens_per_expert.tolist(), (self.w1, self.w3), self.w2)
+
+    return GroupedSwiGLUExperts
+
+
+def use_grouped_swiglu(model: nn.Module) -> int:
+    """Run the experts of every DeepSpeed AutoEP layer in `model` with our grouped SwiGLU where DeepSpeed
+    would run its per-expert loop (use_grouped_mm off, as on the CPU); returns how many were switched.
+
+    DeepSpeed's loop indexes its [E, ...] weights per expert under autograd, and the backward of each index
+    is a zero-filled gradient of the whole tensor: O(E^2) memory traffic (see grouped_swiglu). The swap
+    changes only the class of the experts module (a subclass whose forward calls our kernel on the same
+    w1 / w2 / w3): parameters, state-dict names, routing, permutation and all-to-all stay DeepSpeed's.
+    """
+    from deepspeed.moe.ep_experts import GroupedExperts
+
+    switched = 0
+    for module in model.modules():
+        if (type(module) is GroupedExperts and module.activation == "swiglu" and not module.use_grouped_mm
+                and not module.use_triton_grouped_mm):
+            module.__class__ = _grouped_swiglu_experts_class()
+            switched += 1
+    return switched
+
+
+def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig,
+                       rank: int) -> dict[str, torch.Tensor]:
+    """A state dict in the single-device (Mixtral) layout, renamed for the model this backend builds on
+    `rank`: the native layer holds only its expert-parallel rank's experts, as separate SwiGLUs (DeepSpeed
+    places rank r's experts at [(r % ep) * local, ...), the E + D layout); AutoEP slices the full tensors
+    itself at initialize."""
+    if not model.is_moe or moe.backend != "native":
+        return state
+    local = model.num_experts // moe.ep_size
+    first = (rank % moe.ep_size) * local
+    ffn = model.ffn
+    out = {}
+    for name, value in state.items():
+        m = re.match(r"^(model\.layers\.\d+\.mlp)\.(gate\.weight|experts\.gate_up_proj|experts\.down_proj)$", name)
+        if m is None:
+            out[name] = value
+            continue
+        prefix, what = m.groups()
+        base = f"{prefix}.moe.deepspeed_moe"
+        if what == "gate.weight":
+            out[f"{base}.gate.wg.weight"] = value
+            continue
+        for j in range(local):
+            expert = f"{base}.experts.deepspeed_experts.{j}"
+            if what == "experts.gate_up_proj":
+                out[f"{expert}.gate_proj.weight"] = value[first + j, :ffn]
+                out[f"{expert}.up_proj.weight"] = value[first + j, ffn:]
+            else:
+                out[f"{expert}.down_proj.weight"] = value[first + j]
+    return out
+
+
+def feed_forward_factory(model: ModelConfig, moe: MoEConfig):
+    """A zero-argument constructor of one block's feed-forward for this config."""
+    if not model.is_moe:
+        return lambda: SwiGLU(model.d_model, model.ffn)
+    if moe.backend == "native":
+        return lambda: NativeMoEFeedForward(model, moe)
+    return lambda: MoEFeedForward(model.d_model, model.ffn, model.num_experts, model.top_k)

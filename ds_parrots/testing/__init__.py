@@ -1,0 +1,1 @@
+"""Test hooks that attach from outside production code (fault injection)."""

@@ -1,0 +1,164 @@
+"""Pre-train on a mixture of token files: check the data before launch, train with the shared loop,
+report validation loss / perplexity on held-out sequences of the training distribution, and write
+results.json with the realized mixture proportions. Every rank runs `pretrain`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ds_parrots.fileio import write_text_atomic
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import DataConfig, ModelConfig, RunConfig
+from ds_parrots.data.indexed import IndexedDataset
+from ds_parrots.data.mixture import Mixture, load_mixture
+from ds_parrots.data.sampler import PretrainBatches, PretrainSamples, to_batch
+from ds_parrots.parallel.ds_config import micro_batch_size
+from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, layout, open_run, run_config_dict
+from ds_parrots.training.trainer import train_loop
+from ds_parrots.models.counting import count_params
+from ds_parrots.training.recipes.synthetic import model_tag
+
+
+def pretrain_model(model: ModelConfig, data: DataConfig) -> ModelConfig:
+    """The model as pre-trained: its rotary tables sized to --data.seq-len."""
+    return dataclasses.replace(model, max_seq_len=data.seq_len)
+
+
+def tokenizer_vocab(data: DataConfig, model: ModelConfig):
+    """The tokenizer's vocabulary size when --data.tokenizer is given (checked against the model's), else None.
+    A model vocabulary larger than the tokenizer's is fine (padding); ids past the model's are caught per batch."""
+    if data.tokenizer is None:
+        return None
+    from ds_parrots.data.tokenizer import SentencePieceTokenizer, check_model_vocab
+
+    vocab = SentencePieceTokenizer(data.tokenizer).vocab_size
+    check_model_vocab(model.vocab_size, vocab, data.tokenizer)
+    return vocab
+
+
+def build_samples(data: DataConfig, model: ModelConfig, seed: int) -> tuple[Mixture, PretrainSamples]:
+    if not data.mixture:
+        raise ConfigError("pretrain needs --data.mixture (a mixture JSON file, or a shipped name such as "
+                          "natural_language); see README 'Pre-training data'")
+    mixture = load_mixture(data.mixture, data.data_root)
+    vocab = tokenizer_vocab(data, model)
+    datasets = [IndexedDataset(src.path) for src in mixture.sources]
+    if vocab is not None:
+        for ds in datasets:
+            ds.check_vocab(vocab)
+    samples = PretrainSamples([s.name for s in mixture.sources], [d.tokens for d in datasets],
+                              [s.weight for s in mixture.sources], data.seq_len, seed, data.val_sequences)
+    return mixture, samples
+
+
+class CheckedBatches(PretrainBatches):
+    """PretrainBatches that refuse token ids the embedding cannot hold (instead of an index error deep
+    inside the model, or silent garbage on a GPU)."""
+
+    def __init__(self, *args, vocab_size: int, **kw):
+        super().__init__(*args, **kw)
+        self.vocab_size = vocab_size
+
+    def step_batches(self, step: int):
+        out = super().step_batches(step)
+        for x, y in out:
+            top = int(torch.maximum(x.max(), y.max()))
+            if top >= self.vocab_size:
+                raise ConfigError(f"token id {top} at step {step} is >= --model.vocab-size={self.vocab_size}: the "
+                                  "data was tokenized with a larger vocabulary; set --model.vocab-size to the "
+                                  "tokenizer's size (or more)")
+        return out
+
+
+@torch.no_grad()
+def validation_loss(module, samples: PretrainSamples, device, batch_size: int, rank: int, world_size: int) -> dict:
+    """Mean next-token loss over the validation sequences, sharded over ranks. Every rank runs the same
+    number of forwards (ZeRO-3 gathers and MoE all-to-alls are collective): a rank short of sequences
+    repeats one with weight 0."""
+    items = samples.validation()
+    if not items:
+        return {}
+    shard = items[rank::world_size]
+    rounds = math.ceil(math.ceil(len(items) / world_size) / batch_size)
+    total = torch.zeros(2, dtype=torch.float64)
+    for b in range(rounds):
+        chunk = shard[b * batch_size:(b + 1) * batch_size]
+        x, y = to_batch(samples.read_validation(chunk or items[:1]))
+        logits = module(x.to(device))
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
+                               reduction="sum")
+        if chunk:
+            total += torch.tensor([loss.item(), y.numel()], dtype=torch.float64)
+    dist.all_reduce(total)
+    mean = float(total[0] / total[1])
+    return {"val_loss": mean, "val_ppl": math.exp(min(mean, 50.0)), "val_tokens": int(total[1])}
+
+
+def mixture_report(mixture: Mixture, samples: PretrainSamples, num_samples: int) -> dict:
+    draws = samples.draws(num_samples)
+    return {src.name: {"weight": w, "realized": int(n) / max(num_samples, 1), "samples": int(n),
+                       "epochs": int(n) / slots.num_train, "train_sequences": slots.num_train,
+                       "val_sequences": slots.num_val}
+            for src, w, n, slots in zip(mixture.sources, mixture.weights, draws, samples.sources)}
+
+
+def pretrain(run: RunConfig, data: DataConfig) -> dict:
+    train = run.train
+    model_cfg = pretrain_model(run.model, data)
+    mixture, samples = build_samples(data, model_cfg, train.seed)
+    run_dir = Path(train.out_dir) / (train.run_name or
+                                     f"pretrain-{mixture.name}-{model_tag(model_cfg, run.moe)}-s{train.seed}")
+    config = run_config_dict(run, model_cfg, task_name="pretrain")
+    check_before_launch(model_cfg, run, run_dir, config)
+
+    rank, world_size, log = open_run(run_dir, config, run)
+    try:
+        batches = CheckedBatches(samples, train.global_batch, micro_batch_size(train, world_size), world_size, rank,
+                                 vocab_size=model_cfg.vocab_size)
+        trainer = build_trainer(model_cfg, run, log, world_size)
+        experts = experts_per_rank(trainer)
+        planned = mixture_report(mixture, samples, train.steps * train.global_batch)
+        log.info(f"data: mixture {mixture.name} ({mixture.file}), sequences of {data.seq_len} tokens, "
+                 f"{train.steps:,} steps x {train.global_batch} = {train.steps * train.global_batch * data.seq_len:,} "
+                 f"tokens; run dir {run_dir}")
+        for name, r in planned.items():
+            log.info(f"  {name}: weight {r['weight']:.3f}, {r['train_sequences']:,} train + {r['val_sequences']:,} "
+                     f"validation sequences, {r['epochs']:.2f} epochs planned"
+                     + (" (repeats data)" if r["epochs"] > 1 else ""))
+
+        def evaluate(step: int) -> dict:
+            metrics = validation_loss(trainer.engine.module, samples, trainer.engine.device, train.eval_batch,
+                                      rank, world_size)
+            if metrics:
+                log.info(f"step {step}: validation loss {metrics['val_loss']:.4f}, perplexity "
+                         f"{metrics['val_ppl']:.2f} ({metrics['val_tokens']:,} tokens)")
+            return metrics
+
+        step, history, metrics = train_loop(trainer, batches, run, run_dir, log, evaluate,
+                                            client_state=lambda s: {"data": {"mixture": mixture.name,
+                                                                             "samples": s * train.global_batch}})
+        counts = count_params(model_cfg)
+        realized = mixture_report(mixture, samples, step * train.global_batch)
+        results = {"task": "pretrain", "step": step, "metrics": metrics, "mixture": realized,
+                   "params": counts.as_dict(), "model": dataclasses.asdict(model_cfg),
+                   "moe_backend": run.moe.backend if model_cfg.is_moe else None, "run_dir": str(run_dir),
+                   "loss_history": history, "layout": layout(run, model_cfg, experts),
+                   "nonfinite_steps": trainer.nonfinite_steps}
+        if rank == 0:
+            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+            shares = ", ".join(f"{n} {r['realized']:.3f} (weight {r['weight']:.3f}, {r['epochs']:.2f} epochs)"
+                               for n, r in realized.items())
+            log.info(f"mixture realized: {shares}")
+            log.info(f"params: total {counts.total:,}, active {counts.active:,}; results in "
+                     f"{run_dir / 'results.json'}")
+        return results
+    finally:
+        log.close()
+

@@ -1,0 +1,88 @@
+"""Train a synthetic task end to end: build the task and model, train with DeepSpeed, score by
+greedy generation, checkpoint, and write results.json. Every rank runs `train_synthetic`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from ds_parrots.fileio import write_text_atomic
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import MoEConfig, ModelConfig, RunConfig
+from ds_parrots.data.task_batches import TaskBatches
+from ds_parrots.parallel.process_group import rank0_done
+from ds_parrots.parallel.ds_config import micro_batch_size
+from ds_parrots.tasks.evaluate import evaluate_task
+from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, layout, open_run, run_config_dict
+from ds_parrots.training.trainer import train_loop
+from ds_parrots.models.counting import count_params
+from ds_parrots.tasks import build_task
+
+
+def model_tag(model: ModelConfig, moe: MoEConfig) -> str:
+    ff = f"e{model.num_experts}k{model.top_k}-{moe.backend}" if model.is_moe else "dense"
+    return f"d{model.d_model}-L{model.n_layers}-{ff}"
+
+
+def default_run_name(task_name: str, task_cfg, model: ModelConfig, moe: MoEConfig, seed: int) -> str:
+    size = getattr(task_cfg, "book_size", None) or getattr(task_cfg, "num_train", None)
+    size_tag = f"-n{size}" if size else ""
+    return f"{task_name}{size_tag}-{model_tag(model, moe)}-s{seed}"
+
+
+def task_model(model: ModelConfig, task) -> ModelConfig:
+    """The model as trained on `task`: its vocabulary and sequence length come from the task's tokenizer."""
+    return dataclasses.replace(model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
+
+
+def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
+    """Train and score; returns the results dict (the same on every rank)."""
+    try:
+        task = build_task(task_name, task_cfg)
+    except ValueError as e:
+        raise ConfigError(f"{task_name}: {e}") from None
+    model_cfg = task_model(run.model, task)
+    train = run.train
+    run_dir = Path(train.out_dir) / (train.run_name or default_run_name(task_name, task_cfg, model_cfg, run.moe,
+                                                                          train.seed))
+    config = run_config_dict(run, model_cfg, task_name=task_name)
+    check_before_launch(model_cfg, run, run_dir, config)
+
+    rank, world_size, log = open_run(run_dir, config, run)
+    try:
+        if train.cache_dir:
+            from ds_parrots.tasks.cache import cached_task
+
+            if rank == 0:  # one builder; the others wait, then open the finished files
+                task = cached_task(task, train.cache_dir, progress=train.progress)
+            rank0_done("task cache")  # a large cache takes longer than --train.collective-timeout
+            if rank != 0:
+                task = cached_task(task, train.cache_dir, progress=False)
+        batches = TaskBatches(task, train.seed, train.global_batch, micro_batch_size(train, world_size), world_size,
+                              rank)
+        trainer = build_trainer(model_cfg, run, log, world_size)
+        experts = experts_per_rank(trainer)
+        log.info(f"task: {task_name}, {task.train_size():,} training examples, {len(task.eval_examples()):,} eval "
+                 f"queries; run dir {run_dir}")
+
+        def evaluate(step: int) -> dict:
+            metrics = evaluate_task(trainer.engine.module, task, trainer.engine.device, train.eval_batch,
+                                    train.max_eval, rank, world_size)
+            log.info(f"step {step}: {task.summary(metrics)}")
+            return metrics
+
+        step, history, metrics = train_loop(trainer, batches, run, run_dir, log, evaluate)
+        counts = count_params(model_cfg)
+        results = {"task": task_name, "task_config": dataclasses.asdict(task_cfg), "step": step,
+                   "metrics": metrics, "summary": task.summary(metrics), "params": counts.as_dict(),
+                   "model": dataclasses.asdict(model_cfg), "moe_backend": run.moe.backend if model_cfg.is_moe else None,
+                   "run_dir": str(run_dir), "loss_history": history, "layout": layout(run, model_cfg, experts),
+                   "nonfinite_steps": trainer.nonfinite_steps}
+        if rank == 0:
+            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+            log.info(f"params: total {counts.total:,}, active {counts.active:,}; results in "
+                     f"{run_dir / 'results.json'}")
+        return results
+    finally:
+        log.close()

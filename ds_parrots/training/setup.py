@@ -1,0 +1,122 @@
+"""Everything a run does before its first step: checks before launch, the process group, the model,
+the engine, --train.init-from weights, and the layout recorded in results.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+import torch
+import torch.distributed as dist
+from ds_parrots.training import checkpoint
+from ds_parrots.errors import ConfigError
+from ds_parrots.config import ModelConfig, RunConfig
+from ds_parrots.parallel.process_group import ensure_process_group
+from ds_parrots.parallel.ds_config import env_world_size, gradient_accumulation, micro_batch_size, resolve_precision, validate
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.training.logger import RunLogger
+from ds_parrots.models import build_model
+from ds_parrots.models.counting import describe
+
+
+def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, config: dict) -> None:
+    """Every check that needs no process group, so a bad command fails before any rank starts work."""
+    validate(model_cfg, run.moe, run.train, env_world_size())
+    if run.train.resume:
+        checkpoint.require_resumable(run_dir)
+        checkpoint.check_resume_topology(run_dir, env_world_size())
+        checkpoint.check_resume_files(run_dir)
+    elif run.train.init_from:
+        check_init_from(run.train.init_from, model_cfg, run.train.steps)
+    checkpoint.check_run_dir(run_dir, config, run.train.resume)
+    checkpoint.check_writable(run_dir)
+
+
+def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
+    """The checkpoint exists, holds this model, and stops before --train.steps."""
+    from ds_parrots.parallel.checkpoint_format import check_checkpoint_files
+    from ds_parrots.checkpoints.load import FORMAT, checkpoint_metadata, resolve
+
+    meta = checkpoint_metadata(Path(path))
+    if meta.get("format") == FORMAT and not Path(path).suffix == ".safetensors":
+        # A DeepSpeed checkpoint directory: refuse an unreadable or foreign file now, not after the run
+        # directory is written and the process group started.
+        check_checkpoint_files(resolve(Path(path))[0])
+    ours = dataclasses.asdict(model_cfg)
+    diff = sorted(k for k in ours.keys() | meta["model"].keys() if ours.get(k) != meta["model"].get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {meta['model'].get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
+        raise ConfigError(f"--train.init-from {path} holds another model ({shown}); pass the model flags it "
+                          "was trained with")
+    if (meta.get("step") or 0) >= steps:
+        raise ConfigError(f"--train.init-from {path} is at step {meta.get('step')}, not before --train.steps={steps}; "
+                          "raise --train.steps to train further")
+
+
+def load_init_weights(model: torch.nn.Module, path: str, model_cfg: ModelConfig, moe) -> int:
+    """Copy a checkpoint's fp32 weights into the freshly built model (before deepspeed.initialize, which
+    then shards them); returns the step it was saved at."""
+    from ds_parrots.checkpoints.load import consolidated_state
+    from ds_parrots.parallel.moe_backends import backend_state_dict
+
+    state, meta = consolidated_state(Path(path))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    model.load_state_dict(backend_state_dict(state, model_cfg, moe, rank), strict=True)
+    return int(meta.get("step") or 0)
+
+
+def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, RunLogger]:
+    """Start the process group, the logger, and record the config (rank 0). Returns (rank, world, log)."""
+    ensure_process_group(run.train.collective_timeout)
+    rank = dist.get_rank()
+    if rank == 0:
+        checkpoint.write_config(run_dir, config)
+    log = RunLogger(run_dir / "tensorboard", rank == 0, run.train.steps, 0, run.train.progress)
+    return rank, dist.get_world_size(), log
+
+
+def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int):
+    torch.manual_seed(run.train.seed)  # identical initial weights on every rank
+    model = build_model(model_cfg, run.moe)
+    init_step = None
+    if run.train.init_from and not run.train.resume:
+        init_step = load_init_weights(model, run.train.init_from, model_cfg, run.moe)
+    trainer = parallelize(model, model_cfg, run.moe, run.optim, run.train)
+    trainer.init_step = init_step
+    if init_step is not None:
+        log.info(f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
+                 "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step")
+    if trainer.cpu_allocator is not None:
+        log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {trainer.cpu_allocator}")
+    log.info(describe(model_cfg))
+    log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
+             f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
+             f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation "
+             f"{gradient_accumulation(run.train, world_size)} "
+             f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
+    return trainer
+
+
+def local_experts(module: torch.nn.Module) -> Optional[int]:
+    """Experts per MoE layer held by this rank (DeepSpeed's layers record it), None for dense models."""
+    for m in module.modules():
+        n = getattr(m, "num_local_experts", None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
+def experts_per_rank(trainer) -> list:
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, local_experts(trainer.engine.module))
+    return out
+
+
+def layout(run: RunConfig, model_cfg: ModelConfig, experts: list) -> dict:
+    return {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size if model_cfg.is_moe else 1,
+            "zero_stage": run.train.zero_stage, "local_experts_per_rank": experts}
+
+
+def run_config_dict(run: RunConfig, model_cfg: ModelConfig, **extra) -> dict:
+    return {**extra, **dataclasses.asdict(dataclasses.replace(run, model=model_cfg))}
