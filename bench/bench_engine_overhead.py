@@ -61,7 +61,6 @@ def bare_step_fn(bench: Bench):
     from ds_parrots.training.step import lm_loss
     from ds_parrots.training.optim import lr_factor, param_groups
     from ds_parrots.models import build_model
-    from ds_parrots.config import MoEConfig
 
     model_cfg, optim, train = configs(bench, 0)
     torch.manual_seed(0)

@@ -88,6 +88,7 @@ def worker(bench: Bench) -> None:
     from ds_parrots.parallel.initialize import parallelize
     from ds_parrots.training.step import train_step
     from ds_parrots.models import build_model
+    from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
 
     ensure_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -107,10 +108,9 @@ def worker(bench: Bench) -> None:
     resettable = reset_peak_rss()
     torch.manual_seed(0)
     trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(warmup_frac=0.0), train)
-    stack = trainer.engine.module.model
 
     def run(checkpointing: bool) -> float:
-        stack.activation_checkpointing = checkpointing
+        apply_activation_checkpointing(trainer.engine.module, checkpointing)
         t = time.perf_counter()
         train_step(trainer, batch)
         return time.perf_counter() - t

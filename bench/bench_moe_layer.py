@@ -131,7 +131,7 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
 
 
 def _reference_weights(bench: Bench, num_experts: int) -> dict:
-    from ds_parrots.config import MoEConfig, ModelConfig
+    from ds_parrots.config import ModelConfig
     from ds_parrots.models import build_model
 
     cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,

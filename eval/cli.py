@@ -24,6 +24,8 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
+from ds_parrots.cli.argv import strip_local_rank
+from ds_parrots.cli.errors import run_command
 from ds_parrots.errors import ConfigError
 
 USAGE = __doc__
@@ -252,11 +254,11 @@ def gap_command(argv: list[str]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv = [a for a in argv if not a.startswith("--local_rank")]  # added by the deepspeed launcher
+    argv = strip_local_rank(argv)
     if not argv or argv[0] in ("-h", "--help") and len(argv) == 1:
         print(USAGE.strip())
         return 0 if argv else 2
-    try:
+    def command() -> int:
         if argv[0] == "plot":
             from ds_parrots_eval.plot import main as plot_main
 
@@ -264,9 +266,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if argv[0] == "gap":
             return gap_command(argv[1:])
         return evaluate_command(argv)
-    except ConfigError as e:  # a user's mistake: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    try:
+        return run_command(command)
     finally:
         import torch.distributed as dist
 

@@ -14,7 +14,6 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "ds_parrots" / "train.py")
 
 
-
 # Where torch.distributed rendezvous: ensure_process_group writes them into os.environ.
 RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -33,28 +32,48 @@ def launch_cmd(script, args: list[str], nproc: int, launcher: bool = False) -> l
     """`python script args` for one process; the deepspeed launcher for more (or for one, with launcher)."""
     if nproc == 1 and not launcher:
         return [sys.executable, str(script), *args]
-    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port",
-            str(free_port()), str(script), *args]
+    return [
+        sys.executable,
+        "-m",
+        "deepspeed.launcher.runner",
+        "--num_gpus",
+        str(nproc),
+        "--master_port",
+        str(free_port()),
+        str(script),
+        *args,
+    ]
 
 
 def train_cmd(args: list[str], nproc: int = 1) -> list[str]:
     return launch_cmd(TRAIN, args, nproc)
 
 
-def run_dist_script(name: str, args: list[str], nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_dist_script(
+    name: str, args: list[str], nproc: int = 2, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """tests/dist_scripts/<name> on `nproc` ranks through the deepspeed launcher; fails the test if it fails."""
     env = dict(cpu_env(), PYTHONPATH=str(REPO))
-    proc = subprocess.run(launch_cmd(REPO / "tests" / "dist_scripts" / name, args, nproc, launcher=True), cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        launch_cmd(REPO / "tests" / "dist_scripts" / name, args, nproc, launcher=True),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     return proc
 
 
 def run_train(args: list[str], nproc: int = 1, timeout: int = 600, check: bool = True):
-    proc = subprocess.run(train_cmd(args, nproc), cwd=REPO, env=cpu_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        train_cmd(args, nproc), cwd=REPO, env=cpu_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"training failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"training failed (rc={proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -68,3 +87,8 @@ def resume_from(run_dir: Path, args: list[str], step: int, nproc: int) -> dict:
     (Path(run_dir) / "checkpoints" / "latest").write_text(f"step{step:08d}")
     run_train(args + ["--train.resume"], nproc=nproc)
     return results(run_dir)
+
+
+def shm_buffers() -> set:
+    """DeepSpeed's CPU allreduce segments in /dev/shm (one of ~69 MB per rank): a clean shutdown removes them."""
+    return {p.name for p in Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")}

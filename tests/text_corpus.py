@@ -4,10 +4,12 @@ import random
 
 from ds_parrots.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 
-WORDS = ("the of and to in is was for that with as on by at from his her are be this which or an had not but "
-         "were they have one all their there been has more when who its will would no if out so up said what "
-         "about into than them can only other new some could time these two may then do first any my now such "
-         "parrot expert mixture memory reasoning graph path phone book number").split()
+WORDS = (
+    "the of and to in is was for that with as on by at from his her are be this which or an had not but "
+    "were they have one all their there been has more when who its will would no if out so up said what "
+    "about into than them can only other new some could time these two may then do first any my now such "
+    "parrot expert mixture memory reasoning graph path phone book number"
+).split()
 VOCAB = 400  # 3 specials + 256 byte pieces + characters + merges
 
 

@@ -25,3 +25,17 @@ def join_extras(argv: list[str]) -> list[str]:
             out.append(a)
         i += 1
     return out + ([f"--extra={' '.join(extras)}"] if extras else [])
+
+
+def strip_local_rank(argv: list[str]) -> list[str]:
+    """The deepspeed launcher appends --local_rank=N (newer ones --local-rank N); the rank comes from LOCAL_RANK
+    in the environment, so the flag and its value are dropped."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--local_rank", "--local-rank"):
+            skip = True
+        elif not a.startswith(("--local_rank=", "--local-rank=")):
+            out.append(a)
+    return out

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 from ds_parrots.config import PRESETS, ModelConfig, preset_model
-from ds_parrots.errors import ConfigError
+from ds_parrots.cli.errors import run_command
 from ds_parrots.cli.data import DATA_COMMANDS
 
 
@@ -48,9 +48,9 @@ USAGE = __doc__
 
 
 # Commands that live in their own module, each with `main(argv) -> int` (parsing its own flags).
-MODULE_COMMANDS = {"topology": "ds_parrots.parallel.topology", "sweep": "ds_parrots.sweep",
-                   "consolidate": "ds_parrots.cli.consolidate", "export-hf": "ds_parrots.checkpoints.hf_export",
-                   "reproduce": "ds_parrots.reproduce"}
+MODULE_COMMANDS = {"topology": "ds_parrots.cli.topology", "sweep": "ds_parrots.cli.sweep",
+                   "consolidate": "ds_parrots.cli.consolidate", "export-hf": "ds_parrots.cli.export_hf",
+                   "reproduce": "ds_parrots.cli.reproduce"}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -77,17 +77,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if cmd in MODULE_COMMANDS:
         import importlib
 
-        try:
-            return importlib.import_module(MODULE_COMMANDS[cmd]).main(rest)
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return run_command(lambda: importlib.import_module(MODULE_COMMANDS[cmd]).main(rest))
     if cmd in DATA_COMMANDS:
-        try:
-            return DATA_COMMANDS[cmd](rest)
-        except ConfigError as e:  # DataError and TokenizerError too: a user's mistake, one line, no traceback
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return run_command(lambda: DATA_COMMANDS[cmd](rest))
     commands = ["train", "presets", *DATA_COMMANDS, *MODULE_COMMANDS]
     print(f"error: unknown command {cmd!r}; commands: {', '.join(commands)} (ds-parrots --help describes them)",
           file=sys.stderr)

@@ -12,7 +12,8 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Optional, Union
-from ds_parrots.errors import ConfigError, RunAborted
+from ds_parrots.cli.argv import strip_local_rank
+from ds_parrots.cli.errors import run_command
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset_model
 from ds_parrots.tasks.phonebook import PhonebookConfig
 from ds_parrots.tasks.shortest_path import ShortestPathConfig
@@ -83,24 +84,12 @@ def parse(argv: list[str]):
     return tyro.cli(Union[tuple(choices)], args=argv, description=__doc__)
 
 
-def _strip_local_rank(argv: list[str]) -> list[str]:
-    """The deepspeed launcher appends --local_rank=N; the rank comes from LOCAL_RANK in the environment."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--local_rank", "--local-rank"):
-            skip = True
-        elif not a.startswith(("--local_rank=", "--local-rank=")):
-            out.append(a)
-    return out
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
+    argv = strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
-    results, ok = None, False
-    try:
+    outcome = {"ok": False}
+
+    def train() -> int:
         run = parse(argv)
         name = next(n for n, cls in SUBCOMMANDS.items() if type(run) is cls)
         if name == "pretrain":
@@ -111,19 +100,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             from ds_parrots.training.recipes.synthetic import train_synthetic
 
             results = train_synthetic(name, run.task, run)
-        ok = True
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunAborted as e:
-        if e.report:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
+        outcome["ok"] = True
+        return 0 if results else 1
+
+    try:
+        return run_command(train)
     finally:
         from ds_parrots.parallel.process_group import shutdown
 
-        shutdown(barrier=ok)
-    return 0 if results else 1
+        shutdown(barrier=outcome["ok"])
 
 
 def run_script() -> None:

@@ -16,4 +16,4 @@ def shipped_file(name: str) -> Path:
             return Path(str(packaged))
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parent.parent / "ds_configs" / name
+    return Path(__file__).resolve().parents[2] / "ds_configs" / name

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ds_parrots.errors import DataError
-from ds_parrots.fileio import fsync
+from ds_parrots.fileio import fsync, replace
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -190,10 +190,8 @@ class IndexedWriter:
             # it does not describe; then the .idx last marks the pair complete.
             self.idx_path.unlink(missing_ok=True)
             fsync(self.idx_path.parent)
-            os.replace(self._bin_tmp, self.bin_path)
-            fsync(self.bin_path.parent)
-            os.replace(self._idx_tmp, self.idx_path)
-            fsync(self.idx_path.parent)
+            replace(self._bin_tmp, self.bin_path)
+            replace(self._idx_tmp, self.idx_path)
         except BaseException:
             self.abort()
             raise

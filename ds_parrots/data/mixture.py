@@ -23,7 +23,7 @@ SHIPPED = shipped_file("mixtures")
 
 
 @dataclass(frozen=True)
-class Source:
+class MixtureSource:
     name: str
     path: Path
     weight: float
@@ -32,7 +32,7 @@ class Source:
 @dataclass(frozen=True)
 class Mixture:
     name: str
-    sources: tuple[Source, ...]
+    sources: tuple[MixtureSource, ...]
     file: Path
 
     @property
@@ -80,5 +80,5 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
         for suffix in (".bin", ".idx"):
             if path.name.endswith(suffix):
                 path = path.with_name(path.name[: -len(suffix)])
-        sources.append(Source(name, path if path.is_absolute() else root / path, float(weight)))
+        sources.append(MixtureSource(name, path if path.is_absolute() else root / path, float(weight)))
     return Mixture(str(raw.get("name") or file.stem), tuple(sources), file)

@@ -101,11 +101,6 @@ def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, trai
     if model.is_moe and moe.backend == "autoep":
         cfg["expert_parallel"] = {**cfg.get("expert_parallel", {}), "enabled": True, "autoep_size": moe.ep_size,
                                   "preset_model": "mixtral"}
-        if not torch.cuda.is_available():
-            # AutoEP's per-expert loop on the CPU, which initialize() then swaps for our grouped SwiGLU
-            # (use_grouped_swiglu). torch._grouped_mm does run on the CPU in torch 2.13, but it is slower
-            # than ours at E = 8 and its backward rejects stride-0 gradients (bench/RESULTS.md).
-            cfg["expert_parallel"].setdefault("use_grouped_mm", False)
     else:
         cfg.pop("expert_parallel", None)
     return cfg

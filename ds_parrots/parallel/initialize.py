@@ -1,38 +1,41 @@
-"""DeepSpeed setup: the config built from a ds_configs/ template plus flags, validation before any
-process group exists, the optimizer and schedule, `deepspeed.initialize`, and one training step.
+"""`parallelize`: a plain single-device model (ds_parrots.models) -> a DeepSpeed engine, in one function.
+
+In order: the MoE backend's layers (the native layer replaces ours; AutoEP replaces ours inside
+deepspeed.initialize and reads the Mixtral attributes set here), activation checkpointing, the CPU policy, the
+DeepSpeed config from its template and our flags, deepspeed.initialize with our optimizer and schedule, and the
+router-logit capture that feeds the MoE losses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
+
 import torch
+
 from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-from ds_parrots.parallel.cpu_allocator import keep_freed_memory
+from ds_parrots.parallel import cpu_policy
+from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
+from ds_parrots.parallel.ds_config import build_ds_config, env_world_size, resolve_precision
+from ds_parrots.parallel.moe_backends import to_native
+from ds_parrots.parallel.optimizer import SkippableAdamW, optimizer_factory, scheduler_factory
 from ds_parrots.parallel.router_capture import RouterCapture
-from ds_parrots.parallel.moe_backends import use_grouped_swiglu
-from ds_parrots.training.optim import SkippableAdamW
-from ds_parrots.parallel.ds_config import build_ds_config
-from ds_parrots.parallel.ds_config import env_world_size
-from ds_parrots.training.optim import lr_factor
 from ds_parrots.training.optim import param_groups
-from ds_parrots.parallel.ds_config import resolve_precision
 
 
 @dataclass
-class Trainer:
+class ParallelModel:
+    """A model as DeepSpeed trains it."""
+
     engine: object
-    """The DeepSpeed engine."""
+    """The DeepSpeed engine (engine.module is the model that runs)."""
     capture: Optional[RouterCapture]
+    """Router logits of every MoE layer (None for dense models)."""
+    model_cfg: ModelConfig
     moe: MoEConfig
-    model_cfg: Optional[ModelConfig] = None
-    """The model trained, for its FLOPs per token."""
-    init_step: Optional[int] = None
-    """Step of the --train.init-from checkpoint whose weights the model started from."""
     guard_grads: bool = False
     """Check gradients for NaN / inf before each update ourselves: no ZeRO optimizer does it (ZeRO stage 0)."""
-    nonfinite_steps: list = field(default_factory=list)
-    """Steps whose update was skipped for a non-finite loss or gradient (--train.on-nonfinite skip)."""
     cpu_allocator: Optional[str] = None
     """What --train.cpu-allocator keep did on a CPU run (None: not applied), for the log."""
 
@@ -47,35 +50,33 @@ class Trainer:
         self.engine.destroy()
 
 
-def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
-               train: TrainConfig) -> Trainer:
+def mixtral_attributes(cfg: ModelConfig) -> SimpleNamespace:
+    """The attributes DeepSpeed AutoEP's "mixtral" preset reads from `model.config`."""
+    return SimpleNamespace(num_local_experts=cfg.num_experts, num_experts_per_tok=cfg.top_k,
+                           hidden_size=cfg.d_model, intermediate_size=cfg.ffn, norm_topk_prob=True)
+
+
+def parallelize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
+                train: TrainConfig) -> ParallelModel:
+    """Turn `model` (built by ds_parrots.models.build_model, weights already set) into a DeepSpeed engine.
+    Needs the process group (ds_parrots.parallel.process_group.ensure_process_group)."""
     import deepspeed
-    from deepspeed.accelerator import get_accelerator
-    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+    import torch.distributed as dist
 
-    allocator = None
-    if train.cpu_allocator == "keep" and get_accelerator().device_name() == "cpu":
-        allocator = keep_freed_memory()
+    if model_cfg.is_moe and moe.backend == "native":
+        to_native(model, model_cfg, moe, dist.get_rank() if dist.is_initialized() else 0)
+    if model_cfg.is_moe and moe.backend == "autoep":
+        model.config = mixtral_attributes(model_cfg)
+    if train.activation_checkpointing:
+        apply_activation_checkpointing(model)
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
-    model.model.activation_checkpointing = train.activation_checkpointing
-
-    def make_optimizer(groups):
-        groups = list(groups)
-        if model_cfg.is_moe:
-            # Expert weights are sharded over the expert-parallel group and reduced separately.
-            groups = split_params_into_different_moe_groups_for_optimizer(groups)
-        # ZeRO wraps only the optimizer classes it knows, and checks gradients itself.
-        adamw = SkippableAdamW if train.zero_stage == 0 else torch.optim.AdamW
-        return adamw(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps)
-
-    def make_scheduler(optimizer):
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, train.steps, optim))
+    allocator = cpu_policy.before_initialize(ds_config, train) if cpu_policy.on_cpu() else None
 
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=param_groups(model, optim.weight_decay),
-                                           optimizer=make_optimizer, lr_scheduler=make_scheduler,
-                                           config=ds_config)
-    if model_cfg.is_moe and moe.backend == "autoep" and moe.autoep_experts == "grouped":
-        use_grouped_swiglu(engine.module)
+                                           optimizer=optimizer_factory(model_cfg, optim, train),
+                                           lr_scheduler=scheduler_factory(optim, train), config=ds_config)
+    if cpu_policy.on_cpu():
+        cpu_policy.after_initialize(engine.module, model_cfg, moe)
     if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
         # One data-parallel rank has nothing to average, yet DeepSpeed would still copy every gradient into
         # a flat buffer, all-reduce it over a group of one and copy it back each step (~7% of a small CPU
@@ -85,5 +86,5 @@ def initialize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, o
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
         raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
                            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.models.moe")
-    return Trainer(engine, capture, moe, model_cfg, guard_grads=isinstance(engine.optimizer, SkippableAdamW),
-                   cpu_allocator=allocator)
+    return ParallelModel(engine, capture, model_cfg, moe, guard_grads=isinstance(engine.optimizer, SkippableAdamW),
+                         cpu_allocator=allocator)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from ds_parrots.config import MoEConfig, ModelConfig
 from ds_parrots.models.grouped_swiglu import grouped_swiglu
-from ds_parrots.models.transformer import SwiGLU
+from ds_parrots.models.feed_forward import SwiGLU
 from ds_parrots.parallel.trimmed_experts import run_occupied
 from ds_parrots.models.moe import MoEFeedForward
 
@@ -116,10 +116,11 @@ def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: 
     return out
 
 
-def feed_forward_factory(model: ModelConfig, moe: MoEConfig):
-    """A zero-argument constructor of one block's feed-forward for this config."""
-    if not model.is_moe:
-        return lambda: SwiGLU(model.d_model, model.ffn)
-    if moe.backend == "native":
-        return lambda: NativeMoEFeedForward(model, moe)
-    return lambda: MoEFeedForward(model.d_model, model.ffn, model.num_experts, model.top_k)
+def to_native(model: nn.Module, cfg: ModelConfig, moe: MoEConfig, rank: int) -> None:
+    """Replace the MoE feed-forward of every block with DeepSpeed's native layer, holding the same router and
+    this rank's experts (copied from the plain model, so that both backends start from the same weights)."""
+    state = model.state_dict()
+    for layer in model.model.layers:
+        if isinstance(layer.mlp, MoEFeedForward):
+            layer.mlp = NativeMoEFeedForward(cfg, moe)
+    model.load_state_dict(backend_state_dict(state, cfg, moe, rank), strict=True)

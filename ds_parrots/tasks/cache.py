@@ -19,12 +19,12 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ds_parrots.fileio import host_tag, replace, temporary_path
 from ds_parrots.tasks.base import Example, SyntheticTask
 
 CACHE_FORMAT = 1  # bump when the file layout or a generator changes: the key covers only name and config
@@ -114,18 +114,9 @@ def _is_complete(directory: Path, key: str, task: SyntheticTask) -> bool:
             and len(offsets) == n + 1 and len(tokens) == int(offsets[-1]) == meta.get("num_tokens"))
 
 
-def _tmp_name(path: Path) -> Path:
-    # Host and pid in the name: concurrent builders never share a file, and leftovers can be traced.
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
-
-
-def _host() -> str:
-    return socket.gethostname().replace(".", "_")
-
-
 def _remove_stale_tmp(directory: Path) -> None:
     """Delete temporary files left by killed builders of this host (their pid no longer runs)."""
-    host = _host()
+    host = host_tag()
     for p in directory.glob(".*.tmp*"):
         parts = p.name.split(".")
         try:
@@ -153,7 +144,7 @@ def _build(task: SyntheticTask, directory: Path, key: str, progress: bool) -> No
     n = task.train_size()
     dtype = token_dtype(task.tokenizer.vocab_size)
     final = {f: directory / f for f in ("tokens.npy", "offsets.npy", "prompt_lens.npy", "meta.json")}
-    tmp = {f: _tmp_name(p) for f, p in final.items()}
+    tmp = {f: temporary_path(p) for f, p in final.items()}
     raw = tmp["tokens.npy"].with_suffix(".tmp.raw")
     offsets = np.zeros(n + 1, dtype=np.int64)
     prompt_lens = np.zeros(n, dtype=np.int32)
@@ -182,7 +173,7 @@ def _build(task: SyntheticTask, directory: Path, key: str, progress: bool) -> No
                 "config": dataclasses.asdict(task.cfg)}
         tmp["meta.json"].write_text(json.dumps(meta, indent=1, default=str))
         for f in ("tokens.npy", "offsets.npy", "prompt_lens.npy", "meta.json"):  # meta last: marks the build done
-            os.replace(tmp[f], final[f])
+            replace(tmp[f], final[f])
     finally:
         for p in (raw, *tmp.values()):
             p.unlink(missing_ok=True)

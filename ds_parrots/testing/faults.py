@@ -10,6 +10,9 @@ Several faults: comma-separated. Without ":rank" a fault hits every rank.
 The faults are the real thing (a process killed by the kernel, a process that sleeps, a NaN that flows through
 backward and the optimizer), injected at a chosen point so that a test is deterministic. Unset, every check is
 one dictionary lookup.
+
+Production code never calls these: the training recipes attach `FaultInjection` as a Trainer callback when
+DS_PARROTS_FAULT is set (`callbacks_from_env`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import signal
 import time
 from functools import lru_cache
 from typing import Optional
+
+from ds_parrots.training.callbacks.base import Callback
 
 ENV = "DS_PARROTS_FAULT"
 KINDS = ("sigkill", "hang", "nan", "sigkill_in_save")
@@ -57,3 +62,39 @@ def inject(kind: str, step: int, rank: int) -> None:
     elif kind == "hang":
         while True:
             time.sleep(3600)
+
+
+class FaultInjection(Callback):
+    """The faults of DS_PARROTS_FAULT as a Trainer callback (see training/callbacks/base.py for the hooks)."""
+
+    order = 55  # after logging a step, before its evaluation and checkpoint (where the faults have always been)
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.rank = dist.get_rank()
+        self._poison = None
+
+    def pre_step(self, trainer, step: int) -> None:
+        inject("hang", step, self.rank)
+        if active("nan", step, self.rank):
+            # NaN logits: the loss, and through backward every gradient, of this step are NaN.
+            self._poison = trainer.engine.module.lm_head.register_forward_hook(lambda m, i, out: out * float("nan"))
+
+    def post_step(self, trainer, step: int, out) -> None:
+        if self._poison is not None:
+            self._poison.remove()
+            self._poison = None
+        inject("sigkill", step, self.rank)
+
+    def on_checkpoint_files_written(self, trainer, step: int) -> None:
+        inject("sigkill_in_save", step, self.rank)
+
+
+def callbacks_from_env() -> list:
+    """[FaultInjection()] when DS_PARROTS_FAULT is set (a bad spec fails here, before training), else []."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return []
+    _parse(spec)
+    return [FaultInjection()]

@@ -19,8 +19,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
-from ds_parrots.testing import faults
+from typing import Callable, Optional
 from ds_parrots.errors import ConfigError, RunAborted
 from ds_parrots.fileio import fsync_files
 from ds_parrots.fileio import write_text_atomic
@@ -141,10 +140,11 @@ def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
 
 
 def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optional[dict] = None,
-         keep_last: int = 0) -> str:
+         keep_last: int = 0, on_files_written: Optional[Callable[[], None]] = None) -> str:
     """Collective: every rank calls it. Returns the tag written. `topology` (world size, expert-parallel
     size, ZeRO stage) is recorded beside DeepSpeed's files so that a resume can be checked before launch.
-    A failed write (full disk, unwritable directory) raises RunAborted naming the checkpoint left intact."""
+    A failed write (full disk, unwritable directory) raises RunAborted naming the checkpoint left intact.
+    `on_files_written` runs on every rank once its own files are on disk, before the checkpoint is complete."""
     import torch.distributed as dist
 
     ckpt_dir, tag = checkpoint_dir(run_dir), step_tag(step)
@@ -155,7 +155,8 @@ def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optiona
         dist.barrier()
         engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
         fsync_files(tag_dir)
-        faults.inject("sigkill_in_save", step, rank)
+        if on_files_written is not None:
+            on_files_written()
         dist.barrier()  # every rank's files are on disk
         if rank == 0:
             if topology is not None:

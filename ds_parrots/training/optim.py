@@ -25,15 +25,3 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
-
-
-class SkippableAdamW(torch.optim.AdamW):
-    """AdamW that leaves the weights and its moments untouched while `overflow` is set. `overflow` is how
-    DeepSpeed's own optimizers report a skipped update (the engine then counts it and holds the schedule); without
-    ZeRO, DeepSpeed steps our optimizer directly and nothing checks gradients, so health.guard_nonfinite_grads
-    sets it."""
-
-    overflow = False
-
-    def step(self, closure=None):
-        return None if self.overflow else super().step(closure)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 from ds_parrots.training import checkpoint
@@ -17,6 +17,10 @@ from ds_parrots.parallel.ds_config import env_world_size, gradient_accumulation,
 from ds_parrots.parallel.initialize import parallelize
 from ds_parrots.training.logger import RunLogger
 from ds_parrots.models import build_model
+from ds_parrots.testing import faults
+from ds_parrots.training.callbacks import Checkpointing, Evaluation, ExpertLoad, Logging, Throughput
+from ds_parrots.training.throughput import device_peak_tflops
+from ds_parrots.training.trainer import Trainer
 from ds_parrots.models.counting import describe
 
 
@@ -54,15 +58,13 @@ def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
                           "raise --train.steps to train further")
 
 
-def load_init_weights(model: torch.nn.Module, path: str, model_cfg: ModelConfig, moe) -> int:
-    """Copy a checkpoint's fp32 weights into the freshly built model (before deepspeed.initialize, which
-    then shards them); returns the step it was saved at."""
+def load_init_weights(model: torch.nn.Module, path: str) -> int:
+    """Copy a checkpoint's fp32 weights into the freshly built plain model (before parallelize, which then
+    shards them or moves them into the MoE backend's layers); returns the step it was saved at."""
     from ds_parrots.checkpoints.load import consolidated_state
-    from ds_parrots.parallel.moe_backends import backend_state_dict
 
     state, meta = consolidated_state(Path(path))
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    model.load_state_dict(backend_state_dict(state, model_cfg, moe, rank), strict=True)
+    model.load_state_dict(state, strict=True)
     return int(meta.get("step") or 0)
 
 
@@ -76,27 +78,36 @@ def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, Run
     return rank, dist.get_world_size(), log
 
 
-def build_trainer(model_cfg: ModelConfig, run: RunConfig, log: RunLogger, world_size: int):
+def build_trainer(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, log: RunLogger, world_size: int, batches,
+                  evaluate: Callable[[int], dict], client_state: Callable[[int], dict] = lambda step: {}) -> Trainer:
+    """The model (plain, then --train.init-from weights), its engine, and a Trainer with the run's callbacks.
+    `evaluate(step)` is collective and returns metrics (logged under eval/); `client_state(step)` adds entries
+    to each checkpoint."""
     torch.manual_seed(run.train.seed)  # identical initial weights on every rank
-    model = build_model(model_cfg, run.moe)
+    model = build_model(model_cfg)
     init_step = None
     if run.train.init_from and not run.train.resume:
-        init_step = load_init_weights(model, run.train.init_from, model_cfg, run.moe)
-    trainer = parallelize(model, model_cfg, run.moe, run.optim, run.train)
-    trainer.init_step = init_step
+        init_step = load_init_weights(model, run.train.init_from)
+    parallel = parallelize(model, model_cfg, run.moe, run.optim, run.train)
     if init_step is not None:
         log.info(f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
                  "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step")
-    if trainer.cpu_allocator is not None:
-        log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {trainer.cpu_allocator}")
+    if parallel.cpu_allocator is not None:
+        log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {parallel.cpu_allocator}")
     log.info(describe(model_cfg))
     log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
              f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
              f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation "
              f"{gradient_accumulation(run.train, world_size)} "
              f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
-    return trainer
-
+    peak = device_peak_tflops(run.train.peak_tflops, resolve_precision(run.train))
+    log.info(f"MFU against a peak of {peak:g} TFLOP/s per device" if peak else
+             "peak FLOP/s of this device unknown: logging tokens/s and TFLOP/s per device, not MFU "
+             "(set --train.peak-tflops)")
+    load = ExpertLoad()
+    callbacks = [Throughput(peak), load, Logging(log, load), Evaluation(evaluate), Checkpointing(client_state),
+                 *faults.callbacks_from_env()]
+    return Trainer(parallel, batches, run, run_dir, log, callbacks, init_step)
 
 def local_experts(module: torch.nn.Module) -> Optional[int]:
     """Experts per MoE layer held by this rank (DeepSpeed's layers record it), None for dense models."""
@@ -107,7 +118,7 @@ def local_experts(module: torch.nn.Module) -> Optional[int]:
     return None
 
 
-def experts_per_rank(trainer) -> list:
+def experts_per_rank(trainer: Trainer) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, local_experts(trainer.engine.module))
     return out

@@ -1,16 +1,20 @@
-"""The loss and one optimizer step.
+"""The loss and one optimizer step (gradient accumulation over micro-batches).
+
+Step metrics stay on the device: nothing here reads a tensor on the host, so a GPU's launch queue is never
+drained for bookkeeping. The Trainer reads them once per log step (and checks one flag per step).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
-from ds_parrots.models.counting import flops_per_token
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ds_parrots.parallel.initialize import Trainer
+from ds_parrots.models.counting import flops_per_token
+from ds_parrots.parallel.health import guard_nonfinite_grads
+from ds_parrots.parallel.initialize import ParallelModel
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -18,56 +22,72 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
-def train_step(trainer: Trainer, micro_batches, poison: bool = False) -> dict:
-    """One optimizer step over the given micro-batches (gradient accumulation); returns scalars, and whether the
-    update was skipped for non-finite values (`skipped`: by DeepSpeed's optimizer or by our gradient guard;
-    `nonfinite_micro`: this rank's micro-batches whose loss was not finite). `poison`: make the loss NaN (fault
-    injection, see faults.py)."""
-    from ds_parrots.parallel.health import guard_nonfinite_grads
+@dataclass
+class StepOutput:
+    """One optimizer step's results on this rank. Tensors are on the device, detached."""
 
-    engine, moe = trainer.engine, trainer.moe
-    sums = {"loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0}
-    load = {}
+    losses: torch.Tensor
+    """[micro-batches] the LM loss of each micro-batch (float32)."""
+    metrics: torch.Tensor
+    """[3] float64: mean LM loss, aux loss, z-loss over the micro-batches (0 for dense models), summed in the
+    order of the micro-batches as Python floats would be."""
+    load: dict = field(default_factory=dict)
+    """MoE layer index -> [E] mean fraction of assignments per expert."""
+    tokens: int = 0
+    flops: float = 0.0
+    skipped: bool = False
+    """The update was skipped for non-finite values (by DeepSpeed's optimizer or by our gradient guard)."""
+    lr: float = 0.0
+    grad_norm: Optional[object] = None
+    """DeepSpeed's global gradient norm (a tensor or float; read it on the host only when logging)."""
+    moe: bool = False
+    """The model has routers (aux_loss and z_loss mean something)."""
+
+    def host(self) -> dict:
+        """The step's scalars as Python numbers, for scripts and tests: a device sync."""
+        keys = ("loss", "aux_loss", "z_loss") if self.moe else ("loss",)
+        gn = float(self.grad_norm) if self.grad_norm is not None else float("nan")
+        return {**dict(zip(keys, self.metrics.tolist())), "grad_norm": gn, "lr": self.lr, "tokens": self.tokens,
+                "flops": self.flops, "skipped": self.skipped}
+
+    def __getitem__(self, key: str):
+        return self.host()[key]
+
+    def nonfinite_micro(self) -> list[int]:
+        """This rank's micro-batches whose loss was not finite (a host read: only after a non-finite step)."""
+        return torch.nonzero(~torch.isfinite(self.losses)).flatten().tolist()
+
+
+def train_step(model: ParallelModel, micro_batches) -> StepOutput:
+    """One optimizer step over the given (input_ids, targets) micro-batches."""
+    engine, moe = model.engine, model.moe
+    sums = torch.zeros(3, dtype=torch.float64, device=engine.device)
+    losses, load = [], {}
     tokens, flops = 0, 0.0
-    skipped_before, nonfinite_micro = engine.skipped_steps, []
-    for j, (input_ids, targets) in enumerate(micro_batches):
+    skipped_before = engine.skipped_steps
+    for input_ids, targets in micro_batches:
         input_ids, targets = input_ids.to(engine.device), targets.to(engine.device)
-        logits = engine(input_ids)
-        loss = lm_loss(logits, targets)
-        if poison:
-            loss = loss * float("nan")
+        loss = lm_loss(engine(input_ids), targets)
         total = loss
-        if trainer.capture is not None:
-            stats = trainer.capture.pop()
+        if model.capture is not None:
+            stats = model.capture.pop()
             total = total + moe.aux_loss_coef * stats.aux_loss + moe.z_loss_coef * stats.z_loss
-            sums["aux_loss"] += stats.aux_loss.item()
-            sums["z_loss"] += stats.z_loss.item()
+            sums[1:] += torch.stack([stats.aux_loss.detach(), stats.z_loss.detach()]).double()
             for layer, frac in stats.load.items():
-                load[layer] = load.get(layer, 0) + frac.cpu()
+                load[layer] = load.get(layer, 0) + frac
         engine.backward(total)
-        if trainer.capture is not None:
+        if model.capture is not None:
             # Activation checkpointing reruns the routers in backward; those logits belong to no step.
-            trainer.capture.clear()
-        if trainer.guard_grads and engine.is_gradient_accumulation_boundary():
+            model.capture.clear()
+        if model.guard_grads and engine.is_gradient_accumulation_boundary():
             guard_nonfinite_grads(engine.module, engine.optimizer)
         engine.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            nonfinite_micro.append(j)
-        sums["loss"] += value
+        losses.append(loss.detach())
+        sums[0] += loss.detach().double()
         tokens += input_ids.numel()
-        if trainer.model_cfg is not None:
-            flops += input_ids.numel() * flops_per_token(trainer.model_cfg, input_ids.shape[1])
+        flops += input_ids.numel() * flops_per_token(model.model_cfg, input_ids.shape[1])
     n = len(micro_batches)
-    out = {k: v / n for k, v in sums.items()}
-    if trainer.capture is None:
-        del out["aux_loss"], out["z_loss"]
-    out["tokens"] = tokens
-    out["flops"] = flops
-    out["load"] = {layer: v / n for layer, v in load.items()}
-    gn = engine.get_global_grad_norm()
-    out["grad_norm"] = float(gn) if gn is not None and math.isfinite(float(gn)) else float("nan")
-    out["lr"] = engine.get_lr()[0]
-    out["skipped"] = engine.skipped_steps > skipped_before
-    out["nonfinite_micro"] = nonfinite_micro
-    return out
+    return StepOutput(losses=torch.stack(losses), metrics=sums / n, load={k: v / n for k, v in load.items()},
+                      tokens=tokens, flops=flops, skipped=engine.skipped_steps > skipped_before,
+                      lr=engine.get_lr()[0], grad_norm=engine.get_global_grad_norm(),
+                      moe=model.capture is not None)

@@ -1,160 +1,147 @@
-"""The training run every subcommand shares: checks before launch, the model and engine, the step loop
-with logging, evaluation and checkpoints, and resume. A subcommand supplies its batches (an object
-with `step_batches(step)` and `epochs_at(step)`, see data/task_batches.py and data/sampler.py) and
-its evaluation.
+"""The Trainer: owns the step loop of a run; side concerns (logging, throughput, expert load, evaluation,
+checkpoints, fault injection in tests) attach as callbacks (training/callbacks/).
+
+Host syncs: a step reads one flag on the host (did any rank see a non-finite loss or skip its update?), in one
+collective; everything else a step produces (losses, router losses, expert load, gradient norm) stays on the
+device until a log step, where the pending steps' metrics are reduced over ranks in one collective and read at
+once. DeepSpeed's own overflow check (ZeRO, bf16) and our ZeRO-0 gradient guard read one flag of their own.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Optional
+
 import torch
 import torch.distributed as dist
-from ds_parrots.training import checkpoint
-from ds_parrots.testing import faults
-from ds_parrots.errors import RunAborted
+
 from ds_parrots.config import RunConfig
 from ds_parrots.data.task_batches import iterate_steps
-from ds_parrots.parallel.ds_config import resolve_precision
-from ds_parrots.training.step import train_step
+from ds_parrots.errors import RunAborted
 from ds_parrots.parallel.health import is_collective_failure, lost_ranks, nonfinite_message, rank_loss_message
-from ds_parrots.training.logger import RunLogger, coefficient_of_variation
-from ds_parrots.training.throughput import device_peak_tflops, throughput
+from ds_parrots.parallel.initialize import ParallelModel
+from ds_parrots.training import checkpoint
+from ds_parrots.training.callbacks.base import Callback
+from ds_parrots.training.logger import RunLogger
+from ds_parrots.training.step import StepOutput, train_step
 
 
-def _mean_over_ranks(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return (t / dist.get_world_size()).tolist()
+class Trainer:
+    """Train `model` on `batches` (an object with `step_batches(step)` and `epochs_at(step)`, see
+    data/task_batches.py and data/sampler.py) to run.train.steps."""
 
+    def __init__(self, model: ParallelModel, batches, run: RunConfig, run_dir: Path, log: RunLogger,
+                 callbacks: list[Callback], init_step: Optional[int] = None):
+        self.model, self.engine, self.batches = model, model.engine, batches
+        self.train, self.run_dir, self.log = run.train, Path(run_dir), log
+        self.callbacks = sorted(callbacks, key=lambda c: c.order)
+        self.init_step = init_step
+        """Step of the --train.init-from checkpoint whose weights the model started from."""
+        self.step = self.start = 0
+        self.history: list[dict] = []
+        """One entry per step trained: {"step", "loss", ["aux_loss", "z_loss",] "lr"[, "nonfinite"]}."""
+        self.nonfinite_steps: list[int] = []
+        """Steps whose update was skipped for a non-finite loss or gradient (--train.on-nonfinite skip)."""
+        self.where = "setup"
+        """What the run is doing, for the message when a rank is lost."""
+        self._pending: list[tuple[int, torch.Tensor, float, bool]] = []
 
-def train_loop(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger,
-               evaluate: Callable[[int], dict], client_state: Callable[[int], dict] = lambda step: {}
-               ) -> tuple[int, list[dict], dict]:
-    """Resume if asked, train to run.train.steps, evaluate and save at the end.
+    def callback_of(self, kind: type) -> Callback:
+        return next(cb for cb in self.callbacks if isinstance(cb, kind))
 
-    `evaluate(step)` is collective and returns metrics (logged under eval/); `client_state(step)` adds
-    entries to each checkpoint. Returns (final step, per-step history, final metrics). A lost rank, a
-    non-finite step under --train.on-nonfinite stop, or a failed checkpoint write raises RunAborted.
-    """
-    progress = {"where": "setup"}
-    try:
-        return _train(trainer, batches, run, run_dir, log, evaluate, client_state, progress)
-    except Exception as e:
-        if not is_collective_failure(e):
-            raise
-        timeout = run.train.collective_timeout
-        missing = lost_ranks(grace_s=max(10.0, min(timeout, 60.0)))
-        message = rank_loss_message(e, progress["where"], timeout, missing, checkpoint.latest_path(run_dir))
-        lost = [0] if missing is None else missing  # no store: rank 0, which hosts it, is gone
-        survivors = [r for r in range(dist.get_world_size()) if r not in lost]
-        raise RunAborted(message, report=bool(survivors) and dist.get_rank() == survivors[0]) from None
+    def callback(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
 
+    def fit(self) -> int:
+        """Resume if asked, train to --train.steps, evaluate and save at the end; returns the final step. A lost
+        rank, a non-finite step under --train.on-nonfinite stop, or a failed checkpoint write raises RunAborted."""
+        try:
+            return self._fit()
+        except Exception as e:
+            if not is_collective_failure(e):
+                raise
+            timeout = self.train.collective_timeout
+            missing = lost_ranks(grace_s=max(10.0, min(timeout, 60.0)))
+            message = rank_loss_message(e, self.where, timeout, missing, checkpoint.latest_path(self.run_dir))
+            lost = [0] if missing is None else missing  # no store: rank 0, which hosts it, is gone
+            survivors = [r for r in range(dist.get_world_size()) if r not in lost]
+            raise RunAborted(message, report=bool(survivors) and dist.get_rank() == survivors[0]) from None
 
-def _train(trainer, batches, run: RunConfig, run_dir: Path, log: RunLogger, evaluate, client_state,
-           progress: dict) -> tuple[int, list[dict], dict]:
-    engine, train = trainer.engine, run.train
-    rank = dist.get_rank()
-    start = 0
-    if train.resume:
-        state = checkpoint.load(engine, run_dir)
-        start = int(state.get("step", 0))
-        trainer.nonfinite_steps = list(state.get("nonfinite_steps", []))
-        log.info(f"resumed from step {start} ({checkpoint.checkpoint_dir(run_dir)})")
-    elif trainer.init_step:
-        start = trainer.init_step
-        engine.lr_scheduler.last_epoch = start - 1
-        engine.lr_scheduler.step()  # the learning rate of step `start`, as if the run had never stopped
-    if start and log.bar is not None:
-        log.bar.n = start
-        log.bar.refresh()
+    def _fit(self) -> int:
+        if self.init_step and not self.train.resume:
+            self.step = self.init_step
+            scheduler = self.engine.lr_scheduler
+            scheduler.last_epoch = self.step - 1
+            scheduler.step()  # the learning rate of step `start`, as if the run had never stopped
+        self.callback("on_start")
+        self.start = self.step
+        for step_batches in iterate_steps(self.batches, self.start, self.train.steps, self.train.num_workers):
+            self.where = f"step {self.step + 1}"
+            self.callback("pre_step", self.step + 1)
+            out = train_step(self.model, step_batches)
+            self.step += 1
+            bad = self._any_rank_nonfinite(out)
+            if bad:
+                self._handle_nonfinite(out)
+            self._pending.append((self.step, out.metrics, out.lr, bad))
+            self.callback("post_train_batch", self.step, out)
+            if self.step % self.train.log_every == 0 or self.step == self.train.steps:
+                self._log(out)
+            self.callback("post_step", self.step, out)
+        self._flush()
+        self.callback("on_end")
+        return self.step
 
-    def save(step: int) -> None:
-        progress["where"] = f"the checkpoint of step {step}"
-        state = {"step": step, "samples": step * train.global_batch, "nonfinite_steps": trainer.nonfinite_steps,
-                 **client_state(step)}
-        topology = {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size,
-                    "zero_stage": train.zero_stage, "step": step}
-        log.info(f"saved checkpoint {checkpoint.save(engine, run_dir, step, state, topology, train.keep_last)}")
+    def _any_rank_nonfinite(self, out: StepOutput) -> bool:
+        flag = (~torch.isfinite(out.losses)).any().double() + float(out.skipped)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())  # the one host read of every step
 
-    def run_eval(step: int) -> dict:
-        progress["where"] = f"the evaluation at step {step}"
-        engine.module.eval()
-        metrics = evaluate(step)
-        engine.module.train()
-        log.scalars("eval", metrics, step)
-        return metrics
+    def _flush(self) -> list[dict]:
+        """Mean over ranks of the pending steps' metrics, appended to the history; returns their entries."""
+        if not self._pending:
+            return []
+        stacked = torch.stack([m for _, m, _, _ in self._pending])
+        dist.all_reduce(stacked)
+        means = (stacked / dist.get_world_size()).tolist()
+        keys = ("loss", "aux_loss", "z_loss") if self.model.capture is not None else ("loss",)
+        entries = [{"step": step, **dict(zip(keys, row)), "lr": lr, **({"nonfinite": True} if bad else {})}
+                   for (step, _, lr, bad), row in zip(self._pending, means)]
+        self._pending.clear()
+        self.history.extend(entries)
+        return entries
 
-    peak = device_peak_tflops(train.peak_tflops, resolve_precision(train))
-    log.info(f"MFU against a peak of {peak:g} TFLOP/s per device" if peak else
-             "peak FLOP/s of this device unknown: logging tokens/s and TFLOP/s per device, not MFU "
-             "(set --train.peak-tflops)")
-    history = []
-    t_last, tokens_since, flops_since = time.perf_counter(), 0, 0.0
-    step = start
-    for step_batches in iterate_steps(batches, start, train.steps, train.num_workers):
-        progress["where"] = f"step {step + 1}"
-        faults.inject("hang", step + 1, rank)
-        out = train_step(trainer, step_batches, poison=faults.active("nan", step + 1, rank))
-        step += 1
-        tokens_since += out["tokens"]
-        flops_since += out["flops"]
-        keys = [k for k in ("loss", "aux_loss", "z_loss") if k in out]
-        nonfinite = bool(out["nonfinite_micro"]) or out["skipped"]
-        means = _mean_over_ranks([out[k] for k in keys] + [float(nonfinite), tokens_since, flops_since])
-        scalars = dict(zip(keys, means[:len(keys)]))
-        bad_step = means[len(keys)] > 0
-        if bad_step:
-            _handle_nonfinite(trainer, out, step, run, run_dir, log)
-        history.append({"step": step, **scalars, "lr": out["lr"], **({"nonfinite": True} if bad_step else {})})
-        log.advance()
-        if step % train.log_every == 0 or step == train.steps:
-            elapsed = time.perf_counter() - t_last
-            load = out["load"]
-            if load:
-                stacked = torch.stack([load[k] for k in sorted(load)]).double()
-                dist.all_reduce(stacked)
-                load = {k: stacked[i] / dist.get_world_size() for i, k in enumerate(sorted(load))}
-                scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in load.values()) / len(load)
-            world = dist.get_world_size()
-            scalars.update(lr=out["lr"], grad_norm=out["grad_norm"], epochs=batches.epochs_at(step - 1),
-                           nonfinite_steps=len(trainer.nonfinite_steps),
-                           **throughput(means[-2] * world, means[-1] * world, elapsed, world, peak))
-            log.step(step, scalars, load)
-            t_last, tokens_since, flops_since = time.perf_counter(), 0, 0.0
-        faults.inject("sigkill", step, rank)
-        if train.eval_every and step % train.eval_every == 0 and step != train.steps:
-            run_eval(step)
-        if train.save_every and step % train.save_every == 0 and step != train.steps:
-            save(step)
+    def _log(self, out: StepOutput) -> None:
+        entry = self._flush()[-1]
+        scalars = {k: entry[k] for k in ("loss", "aux_loss", "z_loss") if k in entry}
+        gn = out.grad_norm
+        gn = float(gn) if gn is not None else float("nan")
+        scalars.update(lr=out.lr, grad_norm=gn if gn == gn and abs(gn) != float("inf") else float("nan"),
+                       epochs=self.batches.epochs_at(self.step - 1), nonfinite_steps=len(self.nonfinite_steps))
+        self.callback("on_log", self.step, out, scalars)
 
-    metrics = run_eval(step)
-    if step > start or not train.resume:
-        save(step)
-    return step, history, metrics
-
-
-def _handle_nonfinite(trainer, out: dict, step: int, run: RunConfig, run_dir: Path, log: RunLogger) -> None:
-    """Apply --train.on-nonfinite to a step in which some rank saw a non-finite loss or gradient."""
-    reports = [None] * dist.get_world_size()
-    dist.all_gather_object(reports, {"rank": dist.get_rank(), "micro_batches": out["nonfinite_micro"],
-                                     "skipped": out["skipped"]})
-    last = checkpoint.latest_path(run_dir)
-    if not all(r["skipped"] for r in reports):
-        # Only a configuration that turns DeepSpeed's overflow check off gets here (bf16 with
-        # check_grad_overflow false, or no gradient clipping under ZeRO): the weights are already damaged.
-        raise RunAborted(f"step {step}: a non-finite loss or gradient reached the weights (this DeepSpeed "
-                         "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
-                         f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
-                         report=dist.get_rank() == 0)
-    what = nonfinite_message(step, reports, run.train.global_batch, last)
-    if run.train.on_nonfinite == "stop":
-        raise RunAborted(f"{what}. To go on: --train.resume with --train.on-nonfinite skip (skips such steps and "
-                         "counts them), or a lower --optim.lr", report=dist.get_rank() == 0)
-    # DeepSpeed does not advance the schedule on a skipped update; we do, so that the learning rate stays a
-    # function of the step (and a resumed run sees the same one).
-    trainer.engine.lr_scheduler.step()
-    out["lr"] = trainer.engine.get_lr()[0]
-    trainer.nonfinite_steps.append(step)
-    log.info(f"warning: {what}; skipped (--train.on-nonfinite skip), {len(trainer.nonfinite_steps)} so far")
+    def _handle_nonfinite(self, out: StepOutput) -> None:
+        """Apply --train.on-nonfinite to a step in which some rank saw a non-finite loss or gradient."""
+        reports = [None] * dist.get_world_size()
+        dist.all_gather_object(reports, {"rank": dist.get_rank(), "micro_batches": out.nonfinite_micro(),
+                                         "skipped": out.skipped})
+        last = checkpoint.latest_path(self.run_dir)
+        report = dist.get_rank() == 0
+        if not all(r["skipped"] for r in reports):
+            # Only a configuration that turns DeepSpeed's overflow check off gets here (bf16 with
+            # check_grad_overflow false, or no gradient clipping under ZeRO): the weights are already damaged.
+            raise RunAborted(f"step {self.step}: a non-finite loss or gradient reached the weights (this DeepSpeed "
+                             "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
+                             f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
+                             report=report)
+        what = nonfinite_message(self.step, reports, self.train.global_batch, last)
+        if self.train.on_nonfinite == "stop":
+            raise RunAborted(f"{what}. To go on: --train.resume with --train.on-nonfinite skip (skips such steps "
+                             "and counts them), or a lower --optim.lr", report=report)
+        # DeepSpeed does not advance the schedule on a skipped update; we do, so that the learning rate stays a
+        # function of the step (and a resumed run sees the same one).
+        self.engine.lr_scheduler.step()
+        out.lr = self.engine.get_lr()[0]
+        self.nonfinite_steps.append(self.step)
+        self.log.info(f"warning: {what}; skipped (--train.on-nonfinite skip), {len(self.nonfinite_steps)} so far")

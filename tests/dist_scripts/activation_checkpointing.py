@@ -8,30 +8,50 @@ import sys
 import torch
 import torch.distributed as dist
 
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
-from ds_parrots.parallel.initialize import parallelize
-from ds_parrots.training.step import train_step
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.models import build_model
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.training.step import train_step
 
 CASES = {
-    "dense-zero3": (ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=16),
-                    MoEConfig()),
-    "moe-zero3-ep2": (ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8,
-                                  top_k=2, max_seq_len=16), MoEConfig(backend="autoep", ep_size=2)),
+    "dense-zero3": (
+        ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=16),
+        MoEConfig(),
+    ),
+    "moe-zero3-ep2": (
+        ModelConfig(
+            vocab_size=40,
+            d_model=32,
+            n_layers=2,
+            n_heads=4,
+            n_kv_heads=2,
+            num_experts=8,
+            top_k=2,
+            max_seq_len=16,
+        ),
+        MoEConfig(backend="autoep", ep_size=2),
+    ),
 }
 
 
 def train(cfg: ModelConfig, moe: MoEConfig, checkpointing: bool, steps: int = 3) -> list[dict]:
     torch.manual_seed(0)
-    train_cfg = TrainConfig(steps=steps, global_batch=4, micro_batch=1, zero_stage=3, precision="fp32",
-                            activation_checkpointing=checkpointing)
+    train_cfg = TrainConfig(
+        steps=steps,
+        global_batch=4,
+        micro_batch=1,
+        zero_stage=3,
+        precision="fp32",
+        activation_checkpointing=checkpointing,
+    )
     trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0), train_cfg)
     # Count block forwards: with checkpointing each block runs again in backward. A pre-hook, since the
     # recomputation stops early (without its forward hooks) once it has what backward needs.
     forwards = [0]
     trainer.engine.module.model.layers[0].register_forward_pre_hook(
-        lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+        lambda *_: forwards.__setitem__(0, forwards[0] + 1)
+    )
     gen = torch.Generator().manual_seed(dist.get_rank())
     out = []
     for _ in range(steps):
@@ -40,15 +60,17 @@ def train(cfg: ModelConfig, moe: MoEConfig, checkpointing: bool, steps: int = 3)
         for _ in range(2):
             x = torch.randint(0, cfg.vocab_size, (1, 13), generator=gen)
             batches.append((x[:, :-1], x[:, 1:]))
-        s = train_step(trainer, batches)
+        s = train_step(trainer, batches).host()
         out.append({k: s[k] for k in ("loss", "aux_loss", "z_loss", "grad_norm") if k in s})
     return {"steps": out, "layer0_forwards": forwards[0]}
 
 
 def main(out_path: str) -> None:
     ensure_process_group()
-    res = {name: {"plain": train(cfg, moe, False), "checkpointed": train(cfg, moe, True)}
-           for name, (cfg, moe) in CASES.items()}
+    res = {
+        name: {"plain": train(cfg, moe, False), "checkpointed": train(cfg, moe, True)}
+        for name, (cfg, moe) in CASES.items()
+    }
     gathered = [None, None]
     dist.all_gather_object(gathered, res)
     if dist.get_rank() == 0:

@@ -7,22 +7,25 @@ import sys
 import torch
 import torch.distributed as dist
 
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.models import build_model
+from ds_parrots.parallel.initialize import parallelize
 from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
 
 
 def main(out_path: str) -> None:
     ensure_process_group()
-    cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2,
-                      max_seq_len=16)
+    cfg = ModelConfig(
+        vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2, max_seq_len=16
+    )
     moe = MoEConfig(backend="autoep", ep_size=2)
     torch.manual_seed(0)
     model = build_model(cfg)
     torch.manual_seed(0)
     reference = build_model(cfg).eval()
-    trainer = parallelize(model, cfg, moe, OptimConfig(), TrainConfig(global_batch=2, micro_batch=1, zero_stage=3))
+    trainer = parallelize(
+        model, cfg, moe, OptimConfig(), TrainConfig(global_batch=2, micro_batch=1, zero_stage=3)
+    )
     swapped = [type(m.mlp).__name__ for m in trainer.engine.module.model.layers]
     # Each rank feeds its own tokens: AutoEP exchanges them between ranks, ZeRO-3 gathers weights.
     x = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(dist.get_rank()))

@@ -11,12 +11,11 @@ import torch
 import torch.distributed as dist
 from deepspeed.utils import safe_get_full_grad
 
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
-from ds_parrots.parallel.initialize import parallelize
-from ds_parrots.training.step import lm_loss
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.models import build_model
-
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.training.step import lm_loss
 
 OURS = {"autoep": "grouped", "native": "trimmed"}
 
@@ -27,15 +26,20 @@ def experts_class(layer) -> str:
 
 
 def run(backend: str, impl: str, zero: int, ep: int) -> dict:
-    cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2,
-                      max_seq_len=16)
+    cfg = ModelConfig(
+        vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=8, top_k=2, max_seq_len=16
+    )
     moe = MoEConfig(backend=backend, ep_size=ep, **{f"{backend}_experts": impl})
     torch.manual_seed(0)
     model = build_model(cfg)
     world = dist.get_world_size()
-    trainer = parallelize(model, cfg, moe, OptimConfig(lr=1e-2, warmup_frac=0.0),
-                         TrainConfig(steps=3, global_batch=2 * world, micro_batch=2, zero_stage=zero,
-                                     precision="fp32"))
+    trainer = parallelize(
+        model,
+        cfg,
+        moe,
+        OptimConfig(lr=1e-2, warmup_frac=0.0),
+        TrainConfig(steps=3, global_batch=2 * world, micro_batch=2, zero_stage=zero, precision="fp32"),
+    )
     engine = trainer.engine
     classes = sorted({experts_class(m) for m in engine.module.model.layers})
     # Each rank its own tokens, the same for both runs; 16 tokens over 8 experts leaves some experts empty.

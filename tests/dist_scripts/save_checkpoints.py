@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ds_parrots.training import checkpoint
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
-from ds_parrots.parallel.initialize import parallelize
-from ds_parrots.training.step import train_step
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.models import build_model
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+from ds_parrots.training import checkpoint
+from ds_parrots.training.step import train_step
 
 VOCAB, SEQ = 48, 12
 
@@ -27,8 +27,16 @@ def parse(case: str):
     backend, stage, ep = parts[0], int(parts[1][1:]), int(parts[2][2:])
     precision = "bf16" if parts[-1] == "bf16" else "fp32"
     moe_layers = backend != "dense"
-    model = ModelConfig(vocab_size=VOCAB, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
-                        num_experts=8 if moe_layers else 1, top_k=2, max_seq_len=SEQ)
+    model = ModelConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        num_experts=8 if moe_layers else 1,
+        top_k=2,
+        max_seq_len=SEQ,
+    )
     moe = MoEConfig(backend="native" if backend == "native" else "autoep", ep_size=ep)
     train = TrainConfig(global_batch=4, micro_batch=2, zero_stage=stage, precision=precision, steps=2)
     return model, moe, train
@@ -45,9 +53,16 @@ def run_case(case: str, out_dir: Path) -> None:
         train_step(trainer, [(ids, ids)])
     run_dir = out_dir / case
     if dist.get_rank() == 0:
-        checkpoint.write_config(run_dir, {"model": dataclasses.asdict(model_cfg), "moe": dataclasses.asdict(moe),
-                                          "optim": dataclasses.asdict(optim), "train": dataclasses.asdict(train),
-                                          "task_name": None})
+        checkpoint.write_config(
+            run_dir,
+            {
+                "model": dataclasses.asdict(model_cfg),
+                "moe": dataclasses.asdict(moe),
+                "optim": dataclasses.asdict(optim),
+                "train": dataclasses.asdict(train),
+                "task_name": None,
+            },
+        )
     dist.barrier()
     checkpoint.save(trainer.engine, run_dir, 2, {"step": 2})
     x = torch.randint(0, VOCAB, (3, SEQ), generator=torch.Generator().manual_seed(7))  # same on every rank

@@ -5,7 +5,6 @@ results.json with the realized mixture proportions. Every rank runs `pretrain`."
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -13,16 +12,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ds_parrots.fileio import write_text_atomic
 from ds_parrots.errors import ConfigError
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig
 from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.mixture import Mixture, load_mixture
 from ds_parrots.data.sampler import PretrainBatches, PretrainSamples, to_batch
 from ds_parrots.parallel.ds_config import micro_batch_size
-from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, layout, open_run, run_config_dict
-from ds_parrots.training.trainer import train_loop
-from ds_parrots.models.counting import count_params
+from ds_parrots.training.callbacks import Evaluation
+from ds_parrots.training.results import run_results, write_results
+from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, open_run, run_config_dict
 from ds_parrots.training.recipes.synthetic import model_tag
 
 
@@ -122,7 +120,18 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
     try:
         batches = CheckedBatches(samples, train.global_batch, micro_batch_size(train, world_size), world_size, rank,
                                  vocab_size=model_cfg.vocab_size)
-        trainer = build_trainer(model_cfg, run, log, world_size)
+        def evaluate(step: int) -> dict:
+            metrics = validation_loss(trainer.engine.module, samples, trainer.engine.device, train.eval_batch,
+                                      rank, world_size)
+            if metrics:
+                log.info(f"step {step}: validation loss {metrics['val_loss']:.4f}, perplexity "
+                         f"{metrics['val_ppl']:.2f} ({metrics['val_tokens']:,} tokens)")
+            return metrics
+
+        def client_state(step: int) -> dict:
+            return {"data": {"mixture": mixture.name, "samples": step * train.global_batch}}
+
+        trainer = build_trainer(model_cfg, run, run_dir, log, world_size, batches, evaluate, client_state)
         experts = experts_per_rank(trainer)
         planned = mixture_report(mixture, samples, train.steps * train.global_batch)
         log.info(f"data: mixture {mixture.name} ({mixture.file}), sequences of {data.seq_len} tokens, "
@@ -132,32 +141,15 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
             log.info(f"  {name}: weight {r['weight']:.3f}, {r['train_sequences']:,} train + {r['val_sequences']:,} "
                      f"validation sequences, {r['epochs']:.2f} epochs planned"
                      + (" (repeats data)" if r["epochs"] > 1 else ""))
-
-        def evaluate(step: int) -> dict:
-            metrics = validation_loss(trainer.engine.module, samples, trainer.engine.device, train.eval_batch,
-                                      rank, world_size)
-            if metrics:
-                log.info(f"step {step}: validation loss {metrics['val_loss']:.4f}, perplexity "
-                         f"{metrics['val_ppl']:.2f} ({metrics['val_tokens']:,} tokens)")
-            return metrics
-
-        step, history, metrics = train_loop(trainer, batches, run, run_dir, log, evaluate,
-                                            client_state=lambda s: {"data": {"mixture": mixture.name,
-                                                                             "samples": s * train.global_batch}})
-        counts = count_params(model_cfg)
+        step = trainer.fit()
         realized = mixture_report(mixture, samples, step * train.global_batch)
-        results = {"task": "pretrain", "step": step, "metrics": metrics, "mixture": realized,
-                   "params": counts.as_dict(), "model": dataclasses.asdict(model_cfg),
-                   "moe_backend": run.moe.backend if model_cfg.is_moe else None, "run_dir": str(run_dir),
-                   "loss_history": history, "layout": layout(run, model_cfg, experts),
-                   "nonfinite_steps": trainer.nonfinite_steps}
+        results = run_results(trainer, run, model_cfg, experts, task="pretrain", step=step,
+                              metrics=trainer.callback_of(Evaluation).metrics, mixture=realized)
         if rank == 0:
-            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
             shares = ", ".join(f"{n} {r['realized']:.3f} (weight {r['weight']:.3f}, {r['epochs']:.2f} epochs)"
                                for n, r in realized.items())
             log.info(f"mixture realized: {shares}")
-            log.info(f"params: total {counts.total:,}, active {counts.active:,}; results in "
-                     f"{run_dir / 'results.json'}")
+        write_results(trainer, results, model_cfg)
         return results
     finally:
         log.close()

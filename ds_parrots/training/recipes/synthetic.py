@@ -4,19 +4,17 @@ greedy generation, checkpoint, and write results.json. Every rank runs `train_sy
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-from ds_parrots.fileio import write_text_atomic
 from ds_parrots.errors import ConfigError
 from ds_parrots.config import MoEConfig, ModelConfig, RunConfig
 from ds_parrots.data.task_batches import TaskBatches
 from ds_parrots.parallel.process_group import rank0_done
 from ds_parrots.parallel.ds_config import micro_batch_size
 from ds_parrots.tasks.evaluate import evaluate_task
-from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, layout, open_run, run_config_dict
-from ds_parrots.training.trainer import train_loop
-from ds_parrots.models.counting import count_params
+from ds_parrots.training.callbacks import Evaluation
+from ds_parrots.training.results import run_results, write_results
+from ds_parrots.training.setup import build_trainer, check_before_launch, experts_per_rank, open_run, run_config_dict
 from ds_parrots.tasks import build_task
 
 
@@ -61,28 +59,22 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
                 task = cached_task(task, train.cache_dir, progress=False)
         batches = TaskBatches(task, train.seed, train.global_batch, micro_batch_size(train, world_size), world_size,
                               rank)
-        trainer = build_trainer(model_cfg, run, log, world_size)
-        experts = experts_per_rank(trainer)
-        log.info(f"task: {task_name}, {task.train_size():,} training examples, {len(task.eval_examples()):,} eval "
-                 f"queries; run dir {run_dir}")
-
         def evaluate(step: int) -> dict:
             metrics = evaluate_task(trainer.engine.module, task, trainer.engine.device, train.eval_batch,
                                     train.max_eval, rank, world_size)
             log.info(f"step {step}: {task.summary(metrics)}")
             return metrics
 
-        step, history, metrics = train_loop(trainer, batches, run, run_dir, log, evaluate)
-        counts = count_params(model_cfg)
-        results = {"task": task_name, "task_config": dataclasses.asdict(task_cfg), "step": step,
-                   "metrics": metrics, "summary": task.summary(metrics), "params": counts.as_dict(),
-                   "model": dataclasses.asdict(model_cfg), "moe_backend": run.moe.backend if model_cfg.is_moe else None,
-                   "run_dir": str(run_dir), "loss_history": history, "layout": layout(run, model_cfg, experts),
-                   "nonfinite_steps": trainer.nonfinite_steps}
-        if rank == 0:
-            write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
-            log.info(f"params: total {counts.total:,}, active {counts.active:,}; results in "
-                     f"{run_dir / 'results.json'}")
+        trainer = build_trainer(model_cfg, run, run_dir, log, world_size, batches, evaluate)
+        experts = experts_per_rank(trainer)
+        log.info(f"task: {task_name}, {task.train_size():,} training examples, {len(task.eval_examples()):,} eval "
+                 f"queries; run dir {run_dir}")
+        step = trainer.fit()
+        metrics = trainer.callback_of(Evaluation).metrics
+        results = run_results(trainer, run, model_cfg, experts, task=task_name,
+                              task_config=dataclasses.asdict(task_cfg), step=step, metrics=metrics,
+                              summary=task.summary(metrics))
+        write_results(trainer, results, model_cfg)
         return results
     finally:
         log.close()
