@@ -7,7 +7,7 @@
 The dense baseline (1.00x) is SwiGLU with ffn = top_k * d: the work of the k experts a token uses (each
 expert's ffn is d, as in the paper). Variants:
   loop          our MoEFeedForward with the per-expert loop under plain autograd (the reference)
-  grouped       our MoEFeedForward with the grouped SwiGLU kernel (ds_parrots/model/grouped_swiglu.py)
+  grouped       our MoEFeedForward with the grouped SwiGLU kernel (ds_parrots/models/grouped_swiglu.py)
   autoep        DeepSpeed AutoEP's layer as deepspeed.initialize builds it (autoep_size 1), DeepSpeed's own
                 expert compute (use_grouped_mm off on the CPU: its per-expert loop)
   autoep-mm     the same with DeepSpeed's use_grouped_mm on (torch._grouped_mm, which runs on the CPU)
@@ -71,7 +71,7 @@ class Bench:
     """Seed of the weights and inputs."""
     allocator: Literal["keep", "system"] = "keep"
     """glibc malloc for the whole process. keep: as training runs on the CPU (--train.cpu-allocator keep,
-    ds_parrots/cpu_allocator.py: freed blocks are kept for reuse); system: glibc's defaults, which unmap
+    ds_parrots/parallel/cpu_allocator.py: freed blocks are kept for reuse); system: glibc's defaults, which unmap
     blocks over 32 MB at free, so the MoE layers' [E, ...] gradients are page-faulted anew every step."""
     profile_dir: Optional[str] = None
     """If set, also write a torch.profiler table (self CPU time, top ops) of one fwd+bwd of every layer

@@ -20,7 +20,7 @@ its feed-forward does the work of the k experts a token uses. It is measured onc
 the same run, and each row's step time is printed as a ratio to the twin of its dimensions ("-" where no MoE
 of those dimensions was asked).
 
-tokens/s and MFU for every row: the model FLOPs that train_step counts (model/counting.flops_per_token,
+tokens/s and MFU for every row: the model FLOPs that train_step counts (models/counting.flops_per_token,
 PaLM's 6N + 12LHQT) per second of step, over a peak: --peak-tflops when given; else the datasheet figure
 of a known GPU for --precision (throughput.device_peak_tflops); else the best of a few torch.mm of large
 square matrices in that precision at this process's thread count, measured in the same run. On a CPU MFU is therefore the fraction of

@@ -5,15 +5,13 @@ outside baselines with the same harness. The inverse of hf_export.hf_tensors."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
 
-from ds_parrots.errors import ConfigError
+from ds_parrots.checkpoints.state_dict_map import from_hf
 from ds_parrots.config import ModelConfig
-
-_EXPERT = re.compile(r"^(model\.layers\.\d+)\.block_sparse_moe\.experts\.(\d+)\.(w[123])\.weight$")
+from ds_parrots.errors import ConfigError
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -56,31 +54,9 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def hf_state_dict(path: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """fp32 tensors under our names: Hub Mixtral's per-expert w1 (gate) / w3 (up) / w2 (down) are stacked
-    into experts.gate_up_proj [E, 2F, d] and experts.down_proj [E, d, F]."""
-    experts: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
-    out = {}
-    for name, t in _load_weights(Path(path)).items():
-        t = t.float()
-        if m := _EXPERT.match(name):
-            experts.setdefault((m.group(1), m.group(3)), {})[int(m.group(2))] = t
-        elif ".block_sparse_moe.gate." in name:
-            out[name.replace(".block_sparse_moe.gate.", ".mlp.gate.")] = t
-        elif ".mlp.experts.gate_up_proj" in name or ".mlp.experts.down_proj" in name:
-            out[name] = t  # transformers 5 saves the fused layout, which is ours
-        else:
-            out[name] = t
-    for layer in sorted({p for p, _ in experts}):
-        w = {k: experts.get((layer, k), {}) for k in ("w1", "w2", "w3")}
-        if any(sorted(v) != list(range(cfg.num_experts)) for v in w.values()):
-            raise ConfigError(f"{path}: {layer} does not hold experts 0..{cfg.num_experts - 1} (w1/w2/w3)")
-        gate = torch.stack([w["w1"][e] for e in range(cfg.num_experts)])
-        up = torch.stack([w["w3"][e] for e in range(cfg.num_experts)])
-        out[f"{layer}.mlp.experts.gate_up_proj"] = torch.cat([gate, up], dim=1)
-        out[f"{layer}.mlp.experts.down_proj"] = torch.stack([w["w2"][e] for e in range(cfg.num_experts)])
-    if cfg.tie_embeddings and "lm_head.weight" not in out:
-        out["lm_head.weight"] = out["model.embed_tokens.weight"]
-    return out
+    """fp32 tensors under our names (state_dict_map.from_hf): Hub Mixtral's per-expert w1 (gate) / w3 (up) /
+    w2 (down) are stacked into experts.gate_up_proj [E, 2F, d] and experts.down_proj [E, d, F]."""
+    return from_hf(_load_weights(Path(path)), cfg, source=str(path), dtype=torch.float32)
 
 
 def hf_metadata(path: Path, cfg: ModelConfig) -> dict:

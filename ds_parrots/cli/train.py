@@ -81,7 +81,11 @@ def parse(argv: list[str]):
     for name, cls in SUBCOMMANDS.items():
         default = cls(model=dataclasses.replace(model), preset=preset)
         choices.append(Annotated[cls, tyro.conf.subcommand(name, default=default, description=cls.__doc__)])
-    return tyro.cli(Union[tuple(choices)], args=argv, description=__doc__)
+    run = tyro.cli(Union[tuple(choices)], args=argv, description=__doc__)
+    # Not a config field (config.json keeps its shape): whether --model.max-seq-len was given, so that the
+    # recipe keeps it instead of sizing the model to the data (config.model.fit_sequence_length).
+    run.max_seq_len_given = any(a.split("=", 1)[0] in ("--model.max-seq-len", "--model.max_seq_len") for a in argv)
+    return run
 
 
 def main(argv: Optional[list[str]] = None) -> int:

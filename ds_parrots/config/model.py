@@ -30,7 +30,9 @@ class ModelConfig:
     top_k: int = 2
     """Experts each token is routed to (paper: 2)."""
     max_seq_len: int = 2048
-    """Longest sequence the rotary tables cover. Synthetic tasks set it from their longest example."""
+    """Longest sequence the model takes (its rotary tables; the window evaluation and export see). Unset, training
+    sets it to what it trains on: a synthetic task's longest example, pretrain's --data.seq-len. Given, it is
+    kept if at least that long, and refused if shorter."""
     rope_theta: float = 10000.0
     """Rotary position embedding base (ours: Mistral's 1e4 at this context length)."""
     norm_eps: float = 1e-5
@@ -124,3 +126,14 @@ def preset_model(name: str, base: Optional[ModelConfig] = None) -> ModelConfig:
                           "(see `ds-parrots presets`)")
     base = base or ModelConfig()
     return dataclasses.replace(base, **PRESETS[name])
+
+
+def fit_sequence_length(model: ModelConfig, needed: int, given: bool, what: str) -> ModelConfig:
+    """The model as trained on sequences of up to `needed` tokens: --model.max-seq-len when the user gave it
+    (and it is long enough), else exactly `needed`."""
+    if not given:
+        return dataclasses.replace(model, max_seq_len=needed)
+    if model.max_seq_len < needed:
+        raise ConfigError(f"--model.max-seq-len={model.max_seq_len} is shorter than {what} ({needed} tokens); "
+                          "raise it, or drop the flag to use exactly that length")
+    return model

@@ -30,11 +30,11 @@ class MoEConfig:
     """native only: lower bound of each expert's capacity when dropping."""
     autoep_experts: Literal["grouped", "deepspeed"] = "grouped"
     """autoep only: who computes the experts inside DeepSpeed's AutoEP layer. grouped: our grouped SwiGLU
-    (ds_parrots/model/grouped_swiglu.py) wherever DeepSpeed would loop over experts (the CPU: no grouped GEMM
+    (ds_parrots/models/grouped_swiglu.py) wherever DeepSpeed would loop over experts (the CPU: no grouped GEMM
     there), same parameters, routing and all-to-all; deepspeed: DeepSpeed's own expert compute."""
     native_experts: Literal["trimmed", "deepspeed"] = "trimmed"
     """native only: how DeepSpeed's capacity-slotted experts run. trimmed: each expert only on the slots
-    that hold tokens (ds_parrots/model/trimmed_experts.py; exact, since a zero slot gives zero output and
+    that hold tokens (ds_parrots/parallel/trimmed_experts.py; exact, since a zero slot gives zero output and
     gradients); deepspeed: every expert on all C slots, C being the busiest expert's load when dropless."""
 
     def __post_init__(self) -> None:

@@ -1,16 +1,32 @@
-"""The training run's flags (--train.*).
+"""The training run's flags (--train.*), one small dataclass per concern.
+
+TrainConfig joins them by inheritance, so the flags stay flat (`--train.save-every`, not
+`--train.checkpoint.save-every`) and a run directory's config.json keeps its shape, while code that needs one
+concern takes that section (a CheckpointConfig is all the checkpoint code reads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Optional
+
 from ds_parrots.errors import ConfigError
 
 
+def _at_least_one(cfg, name: str) -> None:
+    value = getattr(cfg, name)
+    if value is not None and value < 1:
+        raise ConfigError(f"--train.{name.replace('_', '-')}={value} must be >= 1")
+
+
+class _Section:
+    def __post_init__(self) -> None:  # each section checks its own fields, then hands on (cooperative)
+        pass
+
+
 @dataclass
-class TrainConfig:
-    """The training run: batch, steps, precision, ZeRO, checkpoints, logging."""
+class LoopConfig(_Section):
+    """How long and on what: steps, batch, seed, and what a non-finite step does."""
 
     steps: int = 1000
     """Optimizer steps to train."""
@@ -20,6 +36,23 @@ class TrainConfig:
     micro_batch: Optional[int] = None
     """Sequences per rank per forward/backward. None: each rank's whole share of the global batch (global
     batch / ranks, no accumulation); set it lower to fit memory, and gradient accumulation makes up the rest."""
+    seed: int = 0
+    """Seed of model initialization and data order."""
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A step whose loss or gradient is NaN or infinite is never applied to the weights. stop: end the run, naming
+    the step, its samples and the last good checkpoint; skip: go on with the next batch, logging and counting
+    the skipped steps (train/nonfinite_steps; results.json lists them)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "global_batch", "micro_batch"):
+            _at_least_one(self, name)
+        super().__post_init__()
+
+
+@dataclass
+class ParallelConfig(_Section):
+    """How DeepSpeed runs the step: ZeRO, precision, the JSON template, collectives, memory."""
+
     zero_stage: Literal[0, 1, 2, 3] = 3
     """ZeRO stage (3 shards parameters, gradients and optimizer state). The native MoE backend needs <= 2."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -27,8 +60,31 @@ class TrainConfig:
     ds_config: Optional[str] = None
     """DeepSpeed JSON template to start from. None: ds_configs/zero{stage}.json shipped with the package.
     Fields our flags set are overwritten; anything else in the file is kept."""
-    seed: int = 0
-    """Seed of model initialization and data order."""
+    collective_timeout: float = 300.0
+    """Seconds a rank waits on a collective before giving up on its peers: when a rank dies or hangs, the others
+    stop within about this time (plus a grace period of at most a minute to name the lost ranks) instead of
+    waiting forever. Raise it if a legitimate pause between collectives (a very slow checkpoint disk) is longer."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer block's activations in the backward pass instead of keeping them
+    (torch.utils.checkpoint, non-reentrant): activation memory drops to one block's plus the block inputs,
+    for about one more forward pass of compute. Results are unchanged."""
+    cpu_allocator: Literal["keep", "system"] = "keep"
+    """CPU runs only (DeepSpeed's CPU accelerator, glibc). keep: glibc keeps freed blocks of up to 1 GiB
+    for the next step instead of unmapping them, so the large per-step tensors (an MoE layer's [E, ...]
+    weight gradients) are not page-faulted and zeroed again every step (ds_parrots/parallel/cpu_allocator.py);
+    memory freed at the peak stays with the process. system: glibc's defaults. Either way, MALLOC_*
+    variables, GLIBC_TUNABLES or a preloaded jemalloc/tcmalloc/mimalloc are left to rule."""
+
+    def __post_init__(self) -> None:
+        if not self.collective_timeout > 0:
+            raise ConfigError(f"--train.collective-timeout={self.collective_timeout} must be > 0 seconds")
+        super().__post_init__()
+
+
+@dataclass
+class CheckpointConfig(_Section):
+    """Where the run lives, where it starts from, and how often it is saved."""
+
     out_dir: str = "runs"
     """Parent directory of the run directories (checkpoints, TensorBoard logs)."""
     run_name: Optional[str] = None
@@ -46,16 +102,39 @@ class TrainConfig:
     keep_last: int = 0
     """Keep only the newest N complete checkpoints, deleting older ones after each save (0: keep all). The newest
     complete checkpoint is never deleted, and a new one counts only once all of its files are on disk."""
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    """A step whose loss or gradient is NaN or infinite is never applied to the weights. stop: end the run, naming
-    the step, its samples and the last good checkpoint; skip: go on with the next batch, logging and counting
-    the skipped steps (train/nonfinite_steps; results.json lists them)."""
-    collective_timeout: float = 300.0
-    """Seconds a rank waits on a collective before giving up on its peers: when a rank dies or hangs, the others
-    stop within about this time (plus a grace period of at most a minute to name the lost ranks) instead of
-    waiting forever. Raise it if a legitimate pause between collectives (a very slow checkpoint disk) is longer."""
+
+    def __post_init__(self) -> None:
+        if self.save_every < 0:
+            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        if self.keep_last < 0:
+            raise ConfigError(f"--train.keep-last={self.keep_last} must be >= 0 (0 keeps every checkpoint)")
+        super().__post_init__()
+
+
+@dataclass
+class LoggingConfig(_Section):
+    """What the run reports while it trains."""
+
     log_every: int = 10
     """Log scalars to TensorBoard and the console every N steps."""
+    progress: bool = True
+    """Show a progress bar on rank 0."""
+    peak_tflops: Optional[float] = None
+    """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
+    (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
+    and achieved TFLOP/s per device are). 0: unknown, do not log MFU."""
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "log_every")
+        if self.peak_tflops is not None and self.peak_tflops < 0:
+            raise ConfigError(f"--train.peak-tflops={self.peak_tflops} must be >= 0 (0: unknown)")
+        super().__post_init__()
+
+
+@dataclass
+class EvalConfig(_Section):
+    """Evaluation during and at the end of training."""
+
     eval_every: int = 0
     """Evaluate every N steps (always at the end; 0: only at the end). Synthetic tasks: score by greedy
     generation; pretrain: validation loss and perplexity."""
@@ -63,37 +142,26 @@ class TrainConfig:
     """Sequences per rank per evaluation batch."""
     max_eval: Optional[int] = None
     """Score at most this many eval queries during training (None: all of them)."""
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "eval_batch")
+        if self.eval_every < 0:
+            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        super().__post_init__()
+
+
+@dataclass
+class DataLoadingConfig(_Section):
+    """How training examples are built."""
+
     cache_dir: Optional[str] = None
     """Materialize the task's training examples once under this directory and memory-map them (worth it
     for the graph tasks, whose examples cost ~150 us each to generate). None: generate on the fly."""
     num_workers: int = 0
     """DataLoader worker processes that build samples (0: in the training process)."""
-    progress: bool = True
-    """Show a progress bar on rank 0."""
-    activation_checkpointing: bool = False
-    """Recompute each transformer block's activations in the backward pass instead of keeping them
-    (torch.utils.checkpoint, non-reentrant): activation memory drops to one block's plus the block inputs,
-    for about one more forward pass of compute. Results are unchanged."""
-    peak_tflops: Optional[float] = None
-    """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
-    (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
-    and achieved TFLOP/s per device are). 0: unknown, do not log MFU."""
-    cpu_allocator: Literal["keep", "system"] = "keep"
-    """CPU runs only (DeepSpeed's CPU accelerator, glibc). keep: glibc keeps freed blocks of up to 1 GiB
-    for the next step instead of unmapping them, so the large per-step tensors (an MoE layer's [E, ...]
-    weight gradients) are not page-faulted and zeroed again every step (ds_parrots/cpu_allocator.py);
-    memory freed at the peak stays with the process. system: glibc's defaults. Either way, MALLOC_*
-    variables, GLIBC_TUNABLES or a preloaded jemalloc/tcmalloc/mimalloc are left to rule."""
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "global_batch", "micro_batch", "log_every", "eval_batch"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--train.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
-        if self.save_every < 0 or self.eval_every < 0:
-            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
-        if self.keep_last < 0:
-            raise ConfigError(f"--train.keep-last={self.keep_last} must be >= 0 (0 keeps every checkpoint)")
-        if not self.collective_timeout > 0:
-            raise ConfigError(f"--train.collective-timeout={self.collective_timeout} must be > 0 seconds")
-        if self.peak_tflops is not None and self.peak_tflops < 0:
-            raise ConfigError(f"--train.peak-tflops={self.peak_tflops} must be >= 0 (0: unknown)")
+
+# Bases in reverse: a dataclass lists its fields from the last base to the first, so --help shows the loop first.
+@dataclass
+class TrainConfig(DataLoadingConfig, EvalConfig, LoggingConfig, CheckpointConfig, ParallelConfig, LoopConfig):
+    """The training run: batch, steps, precision, ZeRO, checkpoints, logging."""

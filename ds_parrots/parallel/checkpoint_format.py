@@ -9,9 +9,9 @@ DeepSpeed's own `zero_to_fp32` skips MoE experts (and refuses AutoEP's ZeRO-3 la
 - Expert parameters are partitioned over the expert-data-parallel group (ranks e, e+ep, e+2ep, ... for
   expert-parallel rank e = rank % ep, DeepSpeed's layout) and hold that rank's num_experts/ep experts,
   global experts [e * local, (e + 1) * local).
-- Names are turned into the single-device model's (Mixtral layout): AutoEP's router.gate / experts.w1,w3,w2
-  and native's deepspeed_moe.gate.wg / deepspeed_experts.<i>.{gate,up,down}_proj become mlp.gate and
-  mlp.experts.gate_up_proj [E, 2F, d] / down_proj [E, d, F].
+- Names are turned into the single-device model's (Mixtral layout) by ds_parrots.checkpoints.state_dict_map.
+- All of this is DeepSpeed-internal: the reader refuses a checkpoint written by a DeepSpeed version it was
+  not tested with (TESTED_DEEPSPEED, below, with the facts it relies on).
 
 Files are read with torch.load(weights_only=True): tensors and a short allowlist of DeepSpeed's plain
 classes, never arbitrary code.
@@ -20,14 +20,23 @@ classes, never arbitrary code.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-import torch
-from ds_parrots.errors import ConfigError
-from ds_parrots.config import ModelConfig
 
+import torch
+
+from ds_parrots.checkpoints.state_dict_map import (
+    DEEPSPEED_LAYOUTS,
+    Collector,
+    is_expert_key,
+    local_expert_count,
+)
+from ds_parrots.config import ModelConfig
+from ds_parrots.errors import ConfigError
 
 # Plain-data classes DeepSpeed pickles into its checkpoints (an enum, the loss-scaler record and a
 # (start, numel) pair); allowing them keeps weights_only=True, which refuses anything else.
@@ -44,17 +53,44 @@ _OPTIM_FILE = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_00_optim_states
 _ZERO3_MODEL_FILE = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_00_model_states\.pt$")
 
 
-_AUTOEP_ROUTER = re.compile(r"^(model\.layers\.\d+\.mlp)\.router\.gate\.weight$")
+# DeepSpeed versions whose checkpoint files this reader was checked against (tests/fixtures/pre_refactor_runs
+# were written by 0.19.8). What it relies on, all DeepSpeed-internal and free to change in any release:
+# - *model_states.pt: "module", "param_shapes" (one ordered name -> shape dict per parameter group, in the
+#   order of the flat fp32 groups), "dp_world_size", "ds_version"; AutoEP adds "ds_autoep_layers" with
+#   "expert_key_prefix" and "global_expert_start" per layer.
+# - ZeRO-1/2 optim_states: optimizer_state_dict.single_partition_of_fp32_groups (equal contiguous slices of
+#   each group's flat vector) and param_alignment_paddings; ZeRO-3: fp32_flat_groups holding ceil(n/p)
+#   elements of every parameter, with ds_zero_partition_groups (partition_ranks, families) under AutoEP.
+# - layer_<l>_expert_<e>_mp_rank_00_model_states.pt: one expert under its global index.
+# - the expert-data-parallel group of rank r is r % ep, r % ep + ep, ... (E + D layout).
+# Exact versions, not major.minor: DeepSpeed ships features and checkpoint changes in patch releases, and a
+# source build reports the coming release plus a git hash.
+TESTED_DEEPSPEED = ("0.19.8",)
+ALLOW_VERSION_ENV = "DS_PARROTS_ALLOW_DEEPSPEED_VERSION"
 
 
-_AUTOEP_EXPERT = re.compile(r"^(model\.layers\.\d+\.mlp)\.experts\.(w[123])(?:\.(\d+))?$")
+def check_deepspeed_version(path: Path, found) -> None:
+    """Refuse a file written by a DeepSpeed version outside TESTED_DEEPSPEED (ConfigError), unless
+    DS_PARROTS_ALLOW_DEEPSPEED_VERSION=1, which reads it with a warning. `found` None passes: DeepSpeed's
+    engine writes ds_version into every model-states file it saves, so a file without one was built by
+    hand (the ZeRO-0 module files of our error-case tests) and has no version to be held to."""
+    if found is None or found in TESTED_DEEPSPEED:
+        return
+    what = (f"checkpoint file {path} was written by DeepSpeed {found}; ds_parrots reads DeepSpeed checkpoint "
+            f"files only of the versions it was tested with ({', '.join(TESTED_DEEPSPEED)}), as their layout is "
+            "DeepSpeed-internal")
+    if os.environ.get(ALLOW_VERSION_ENV, "") not in ("", "0"):
+        warnings.warn(f"{what}; reading it anyway ({ALLOW_VERSION_ENV} is set): check the result", stacklevel=2)
+        return
+    raise ConfigError(f"{what}. Install deepspeed=={TESTED_DEEPSPEED[-1]} and consolidate with it, or set "
+                      f"{ALLOW_VERSION_ENV}=1 to read it at your own risk (a changed layout can give wrong weights)")
 
 
-_NATIVE_ROUTER = re.compile(r"^(model\.layers\.\d+\.mlp)\.moe\.deepspeed_moe\.gate\.wg\.weight$")
-
-
-_NATIVE_EXPERT = re.compile(
-    r"^(model\.layers\.\d+\.mlp)\.moe\.deepspeed_moe\.experts\.deepspeed_experts\.(\d+)\.(gate|up|down)_proj\.weight$")
+def _model_states(path: Path) -> dict:
+    """A *model_states.pt file, refused unless a tested DeepSpeed version wrote it."""
+    states = safe_load(path)
+    check_deepspeed_version(path, states.get("ds_version"))
+    return states
 
 
 def _allowed_globals() -> list:
@@ -103,77 +139,13 @@ def check_checkpoint_files(tag_dir: Path) -> None:
         safe_load(f, mmap=True)
 
 
-def _is_expert_name(name: str) -> bool:
-    return bool(_AUTOEP_EXPERT.match(name) or _NATIVE_EXPERT.match(name))
-
-
 def _ranked(paths, pattern: re.Pattern) -> list[Path]:
-    found = sorted(((int(pattern.match(p.name).group(1)), p) for p in paths if pattern.match(p.name)))
+    found = sorted((int(pattern.match(p.name).group(1)), p) for p in paths if pattern.match(p.name))
     ranks = [r for r, _ in found]
     if ranks != list(range(len(ranks))):
-        raise ConfigError(f"checkpoint {paths[0].parent if paths else ''}: rank files {ranks} are not 0..{len(ranks) - 1};"
-                          " the checkpoint is incomplete (was it copied partially?)")
+        raise ConfigError(f"checkpoint {paths[0].parent if paths else ''}: rank files {ranks} are not "
+                          f"0..{len(ranks) - 1}; the checkpoint is incomplete (was it copied partially?)")
     return [p for _, p in found]
-
-
-class _Assembler:
-    """Collects DeepSpeed-named tensors (rank-local experts placed at their global index) and converts them
-    to the single-device model's names."""
-
-    def __init__(self, model: ModelConfig):
-        self.model = model
-        self.out: dict[str, torch.Tensor] = {}
-        # (layer prefix, kind) -> [E, ...] tensor and which experts were filled
-        self.experts: dict[tuple[str, str], torch.Tensor] = {}
-        self.filled: dict[tuple[str, str], set] = {}
-
-    def add(self, name: str, value: torch.Tensor, first_expert: int = 0) -> None:
-        value = value.detach().to(torch.float32)
-        if m := _AUTOEP_ROUTER.match(name) or _NATIVE_ROUTER.match(name):
-            self.out[f"{m.group(1)}.gate.weight"] = value
-        elif m := _AUTOEP_EXPERT.match(name):
-            prefix, w, index = m.groups()
-            if index is not None:  # per-expert file: one expert, global index in the name
-                self._place(prefix, w, value.unsqueeze(0), int(index))
-            else:  # fused [local, ...]: this rank's experts from first_expert on
-                self._place(prefix, w, value, first_expert)
-        elif m := _NATIVE_EXPERT.match(name):
-            prefix, index, kind = m.groups()
-            self._place(prefix, kind, value.unsqueeze(0), first_expert + int(index))
-        else:
-            self.out[name] = value
-
-    def _place(self, prefix: str, kind: str, value: torch.Tensor, start: int) -> None:
-        e = self.model.num_experts
-        if start + value.shape[0] > e:
-            raise ConfigError(f"checkpoint holds expert {start + value.shape[0] - 1} of {prefix}, but the run's "
-                              f"model has {e} experts")
-        key = (prefix, kind)
-        if key not in self.experts:
-            self.experts[key] = torch.empty((e, *value.shape[1:]), dtype=torch.float32)
-            self.filled[key] = set()
-        self.experts[key][start:start + value.shape[0]] = value
-        self.filled[key].update(range(start, start + value.shape[0]))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = dict(self.out)
-        e = self.model.num_experts
-        for (prefix, kind), filled in self.filled.items():
-            if len(filled) != e:
-                missing = sorted(set(range(e)) - filled)[:8]
-                raise ConfigError(f"checkpoint lacks experts {missing} of {prefix} ({kind}): incomplete checkpoint")
-        prefixes = sorted({p for p, _ in self.experts})
-        for p in prefixes:
-            x = self.experts
-            if (p, "w1") in x:  # AutoEP: w1 gate [E, F, d], w3 up [E, F, d], w2 down [E, d, F]
-                gate, up, down = x[(p, "w1")], x[(p, "w3")], x[(p, "w2")]
-            else:  # native: per-expert Linear weights, same shapes per expert
-                gate, up, down = x[(p, "gate")], x[(p, "up")], x[(p, "down")]
-            out[f"{p}.experts.gate_up_proj"] = torch.cat([gate, up], dim=1).contiguous()
-            out[f"{p}.experts.down_proj"] = down.contiguous()
-        if self.model.tie_embeddings and "lm_head.weight" not in out and "model.embed_tokens.weight" in out:
-            out["lm_head.weight"] = out["model.embed_tokens.weight"].clone()  # DeepSpeed saves a shared tensor once
-        return out
 
 
 def _expert_group_ranks(rank: int, world: int, ep: int) -> list[int]:
@@ -189,7 +161,7 @@ def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, ad
     paddings = states[0].get("param_alignment_paddings")
     local_experts = None
     for g, shapes in enumerate(param_shapes):
-        expert_group = any(_is_expert_name(n) for n in shapes)
+        expert_group = any(is_expert_key(n) for n in shapes)
         roots = range(ep) if expert_group else [0]
         for root in roots:
             ranks = _expert_group_ranks(root, world, ep) if expert_group else list(range(world))
@@ -197,7 +169,7 @@ def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, ad
             offset = 0
             first = 0
             if expert_group:
-                local_experts = local_experts or _local_expert_count(shapes)
+                local_experts = local_experts or local_expert_count(shapes)
                 first = (root % ep) * local_experts
             for i, (name, shape) in enumerate(shapes.items()):
                 numel = math.prod(shape)
@@ -208,23 +180,11 @@ def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, ad
                 offset += numel + (paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0)
 
 
-def _local_expert_count(shapes: dict) -> int:
-    """Experts per rank, from the expert parameters a rank saw: a fused [local, ...] tensor (AutoEP) or the
-    number of distinct deepspeed_experts.<i> (native)."""
-    native = {m.group(2) for n in shapes if (m := _NATIVE_EXPERT.match(n))}
-    if native:
-        return len(native)
-    for n, s in shapes.items():
-        if _AUTOEP_EXPERT.match(n):
-            return int(s[0])
-    raise ConfigError("expert parameter group without expert parameters")
-
-
 def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> None:
     """ZeRO-3: every parameter is partitioned on its own over its partition group (ceil(n/p) per rank, the
     last rank padded); the flat groups of a family (replicated / experts) concatenate those slices in
     param_shapes order. AutoEP records each rank's partition groups and global expert range."""
-    models = [safe_load(f) for f in model_files]
+    models = [_model_states(f) for f in model_files]
     optims = [safe_load(f)["optimizer_state_dict"] for f in optim_files]
     world = len(models)
     # Flat fp32 vectors per family and rank, and the ranks that partition each family's parameters.
@@ -246,7 +206,7 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
             groups_done.add(ranks)
             flats = [torch.cat(fam["flat"][q]) for q in ranks]
             shapes = [s for g in models[ranks[0]]["param_shapes"] for s in g.items()
-                      if _is_expert_name(s[0]) == (family == "expert")]
+                      if is_expert_key(s[0]) == (family == "expert")]
             starts = {layer["expert_key_prefix"]: layer["global_expert_start"]
                       for layer in models[ranks[0]].get("ds_autoep_layers") or []}
             offset = 0
@@ -265,8 +225,7 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
 def _module_weights(model_file: Path, expert_files: list[Path], add: Callable) -> None:
     """Without ZeRO partitions: rank 0's module (non-expert weights) and one file per global expert."""
     for name, value in safe_load(model_file)["module"].items():
-        if not name.endswith(".gate.gate.weight"):  # AutoEP's alias of router.gate: same tensor twice
-            add(name, value)
+        add(name, value)
     for f in expert_files:
         for name, value in safe_load(f).items():
             add(name, value)
@@ -280,7 +239,7 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
     optim_files = _ranked([f for f in files if _OPTIM_FILE.match(f.name)], _OPTIM_FILE)
     zero3_models = _ranked([f for f in files if _ZERO3_MODEL_FILE.match(f.name)], _ZERO3_MODEL_FILE)
     rank0 = tag_dir / "mp_rank_00_model_states.pt"
-    asm = _Assembler(model)
+    asm = Collector(model, DEEPSPEED_LAYOUTS, source=f"checkpoint {tag_dir}", dtype=torch.float32)
     ep = ep_size if model.is_moe else 1
     if zero3_models:
         if len(optim_files) != len(zero3_models):
@@ -288,7 +247,7 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
                               "files; the checkpoint is incomplete")
         _zero3(zero3_models, optim_files, asm.add)
     elif rank0.is_file():
-        states = safe_load(rank0)
+        states = _model_states(rank0)
         world = int(states.get("dp_world_size") or max(len(optim_files), 1))
         opt = safe_load(optim_files[0])["optimizer_state_dict"] if optim_files else None
         if opt is not None and "single_partition_of_fp32_groups" in opt:

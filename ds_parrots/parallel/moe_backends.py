@@ -5,12 +5,12 @@ experts, its experts trimmed to occupied slots, and AutoEP's experts on our grou
 from __future__ import annotations
 
 import functools
-import re
 import torch
 from torch import nn
 from ds_parrots.config import MoEConfig, ModelConfig
 from ds_parrots.models.grouped_swiglu import grouped_swiglu
 from ds_parrots.models.feed_forward import SwiGLU
+from ds_parrots.checkpoints.state_dict_map import to_native
 from ds_parrots.parallel.trimmed_experts import run_occupied
 from ds_parrots.models.moe import MoEFeedForward
 
@@ -86,35 +86,12 @@ def use_grouped_swiglu(model: nn.Module) -> int:
 
 def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig,
                        rank: int) -> dict[str, torch.Tensor]:
-    """A state dict in the single-device (Mixtral) layout, renamed for the model this backend builds on
-    `rank`: the native layer holds only its expert-parallel rank's experts, as separate SwiGLUs (DeepSpeed
-    places rank r's experts at [(r % ep) * local, ...), the E + D layout); AutoEP slices the full tensors
-    itself at initialize."""
-    if not model.is_moe or moe.backend != "native":
-        return state
-    local = model.num_experts // moe.ep_size
-    first = (rank % moe.ep_size) * local
-    ffn = model.ffn
-    out = {}
-    for name, value in state.items():
-        m = re.match(r"^(model\.layers\.\d+\.mlp)\.(gate\.weight|experts\.gate_up_proj|experts\.down_proj)$", name)
-        if m is None:
-            out[name] = value
-            continue
-        prefix, what = m.groups()
-        base = f"{prefix}.moe.deepspeed_moe"
-        if what == "gate.weight":
-            out[f"{base}.gate.wg.weight"] = value
-            continue
-        for j in range(local):
-            expert = f"{base}.experts.deepspeed_experts.{j}"
-            if what == "experts.gate_up_proj":
-                out[f"{expert}.gate_proj.weight"] = value[first + j, :ffn]
-                out[f"{expert}.up_proj.weight"] = value[first + j, ffn:]
-            else:
-                out[f"{expert}.down_proj.weight"] = value[first + j]
-    return out
-
+    """A state dict in the single-device (Mixtral) layout, renamed for the model this backend builds on `rank`:
+    the native layer holds only its expert-parallel rank's experts (checkpoints/state_dict_map.to_native);
+    AutoEP slices the full tensors itself at initialize."""
+    if model.is_moe and moe.backend == "native":
+        return to_native(state, model, moe.ep_size, rank)
+    return state
 
 def to_native(model: nn.Module, cfg: ModelConfig, moe: MoEConfig, rank: int) -> None:
     """Replace the MoE feed-forward of every block with DeepSpeed's native layer, holding the same router and

@@ -82,7 +82,7 @@ def sized_model(subcommand: str, run):
     if subcommand == "pretrain":
         from ds_parrots.training.recipes.pretrain import pretrain_model
 
-        return pretrain_model(run.model, run.data)
+        return pretrain_model(run.model, run.data, getattr(run, "max_seq_len_given", False))
     from ds_parrots.training.recipes.synthetic import task_model
     from ds_parrots.tasks import build_task
 
@@ -90,7 +90,7 @@ def sized_model(subcommand: str, run):
     if key not in _task_cache:  # a 3e6-entry phone-book takes ~0.3 s to build; 15 runs share each book
         _task_cache[key] = build_task(subcommand, run.task)
     task = _task_cache[key]
-    return task_model(run.model, task)
+    return task_model(run.model, task, getattr(run, "max_seq_len_given", False))
 
 
 # Flags the sweep sets for every run, and what to do instead of giving them in --extra.

@@ -1,8 +1,4 @@
-"""Run logging: TensorBoard scalars and histograms, console lines, a progress bar (rank 0 only).
-
-Named logs.py rather than logging.py: `python ds_parrots/train.py` puts this folder first on
-sys.path, where a logging.py would shadow the standard library's for DeepSpeed and torch too.
-"""
+"""Run logging: TensorBoard scalars and histograms, console lines, a progress bar (rank 0 only)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ results.json with the realized mixture proportions. Every rank runs `pretrain`."
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ds_parrots.errors import ConfigError
+from ds_parrots.config.model import fit_sequence_length
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig
 from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.mixture import Mixture, load_mixture
@@ -24,9 +24,9 @@ from ds_parrots.training.setup import build_trainer, check_before_launch, expert
 from ds_parrots.training.recipes.synthetic import model_tag
 
 
-def pretrain_model(model: ModelConfig, data: DataConfig) -> ModelConfig:
-    """The model as pre-trained: its rotary tables sized to --data.seq-len."""
-    return dataclasses.replace(model, max_seq_len=data.seq_len)
+def pretrain_model(model: ModelConfig, data: DataConfig, max_seq_len_given: bool = False) -> ModelConfig:
+    """The model as pre-trained: sized to --data.seq-len unless --model.max-seq-len was given."""
+    return fit_sequence_length(model, data.seq_len, max_seq_len_given, f"--data.seq-len={data.seq_len}")
 
 
 def tokenizer_vocab(data: DataConfig, model: ModelConfig):
@@ -109,7 +109,7 @@ def mixture_report(mixture: Mixture, samples: PretrainSamples, num_samples: int)
 
 def pretrain(run: RunConfig, data: DataConfig) -> dict:
     train = run.train
-    model_cfg = pretrain_model(run.model, data)
+    model_cfg = pretrain_model(run.model, data, getattr(run, "max_seq_len_given", False))
     mixture, samples = build_samples(data, model_cfg, train.seed)
     run_dir = Path(train.out_dir) / (train.run_name or
                                      f"pretrain-{mixture.name}-{model_tag(model_cfg, run.moe)}-s{train.seed}")

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ds_parrots.errors import ConfigError
+from ds_parrots.config.model import fit_sequence_length
 from ds_parrots.config import MoEConfig, ModelConfig, RunConfig
 from ds_parrots.data.task_batches import TaskBatches
 from ds_parrots.parallel.process_group import rank0_done
@@ -29,9 +30,11 @@ def default_run_name(task_name: str, task_cfg, model: ModelConfig, moe: MoEConfi
     return f"{task_name}{size_tag}-{model_tag(model, moe)}-s{seed}"
 
 
-def task_model(model: ModelConfig, task) -> ModelConfig:
-    """The model as trained on `task`: its vocabulary and sequence length come from the task's tokenizer."""
-    return dataclasses.replace(model, vocab_size=task.tokenizer.vocab_size, max_seq_len=task.max_seq_len)
+def task_model(model: ModelConfig, task, max_seq_len_given: bool = False) -> ModelConfig:
+    """The model as trained on `task`: its vocabulary comes from the task's tokenizer, its sequence length from
+    the task's longest example unless --model.max-seq-len was given."""
+    model = dataclasses.replace(model, vocab_size=task.tokenizer.vocab_size)
+    return fit_sequence_length(model, task.max_seq_len, max_seq_len_given, "the task's longest example")
 
 
 def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
@@ -40,7 +43,7 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
         task = build_task(task_name, task_cfg)
     except ValueError as e:
         raise ConfigError(f"{task_name}: {e}") from None
-    model_cfg = task_model(run.model, task)
+    model_cfg = task_model(run.model, task, getattr(run, "max_seq_len_given", False))
     train = run.train
     run_dir = Path(train.out_dir) / (train.run_name or default_run_name(task_name, task_cfg, model_cfg, run.moe,
                                                                           train.seed))
