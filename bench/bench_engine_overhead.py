@@ -49,24 +49,35 @@ class Bench:
 def configs(bench: Bench, stage: int):
     from ds_parrots.config import ModelConfig, OptimConfig, TrainConfig
 
-    model = ModelConfig(vocab_size=bench.vocab_size, d_model=bench.d_model, n_layers=bench.n_layers,
-                        n_heads=bench.n_heads, max_seq_len=bench.seq_len)
-    train = TrainConfig(steps=bench.warmup + bench.steps, global_batch=bench.micro_batch,
-                        micro_batch=bench.micro_batch, zero_stage=stage, precision="fp32")
+    model = ModelConfig(
+        vocab_size=bench.vocab_size,
+        d_model=bench.d_model,
+        n_layers=bench.n_layers,
+        n_heads=bench.n_heads,
+        max_seq_len=bench.seq_len,
+    )
+    train = TrainConfig(
+        steps=bench.warmup + bench.steps,
+        global_batch=bench.micro_batch,
+        micro_batch=bench.micro_batch,
+        zero_stage=stage,
+        precision="fp32",
+    )
     return model, OptimConfig(), train
 
 
 def bare_step_fn(bench: Bench):
     """The plain PyTorch loop, with the training run's optimizer groups, schedule and clipping."""
-    from ds_parrots.training.step import lm_loss
-    from ds_parrots.training.optim import lr_factor, param_groups
     from ds_parrots.models import build_model
+    from ds_parrots.training.optim import lr_factor, param_groups
+    from ds_parrots.training.step import lm_loss
 
     model_cfg, optim, train = configs(bench, 0)
     torch.manual_seed(0)
     model = build_model(model_cfg)
-    opt = torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2),
-                            eps=optim.eps)
+    opt = torch.optim.AdamW(
+        param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train.steps, optim))
     params = list(model.parameters())
 
@@ -84,9 +95,9 @@ def bare_step_fn(bench: Bench):
 
 def engine_step_fn(bench: Bench, stage: int):
     from ds_parrots.config import MoEConfig
+    from ds_parrots.models import build_model
     from ds_parrots.parallel.initialize import parallelize
     from ds_parrots.training.step import train_step
-    from ds_parrots.models import build_model
 
     model_cfg, optim, train = configs(bench, stage)
     torch.manual_seed(0)
@@ -106,13 +117,21 @@ def main() -> None:
     from ds_parrots.parallel.process_group import ensure_process_group, shutdown
 
     ensure_process_group()
-    x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1),
-                      generator=torch.Generator().manual_seed(0))
+    x = torch.randint(
+        3,
+        bench.vocab_size,
+        (bench.micro_batch, bench.seq_len + 1),
+        generator=torch.Generator().manual_seed(0),
+    )
     batch = (x[:, :-1], x[:, 1:])
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, d={bench.d_model} L={bench.n_layers} "
-          f"seq={bench.seq_len} batch={bench.micro_batch} vocab={bench.vocab_size} dense fp32 CPU, one process; "
-          f"{bench.steps} timed steps each, alternating")
-    print(f"{'ZeRO':>4} {'bare ms/step':>13} {'ours ms/step':>13} {'ours / bare':>12} {'max |loss diff|':>16}")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, d={bench.d_model} L={bench.n_layers} "
+        f"seq={bench.seq_len} batch={bench.micro_batch} vocab={bench.vocab_size} dense fp32 CPU, one process; "
+        f"{bench.steps} timed steps each, alternating"
+    )
+    print(
+        f"{'ZeRO':>4} {'bare ms/step':>13} {'ours ms/step':>13} {'ours / bare':>12} {'max |loss diff|':>16}"
+    )
     for stage in bench.zero_stages:
         # A fresh bare loop per stage: both sides start from step 0 of the same schedule.
         sides = {"bare": bare_step_fn(bench), "ours": engine_step_fn(bench, stage)}
@@ -128,8 +147,10 @@ def main() -> None:
                     times[k].append(time.perf_counter() - t)
         bare, ours = statistics.median(times["bare"]), statistics.median(times["ours"])
         diff = max(abs(a - b) for a, b in zip(losses["bare"], losses["ours"]))
-        print(f"{stage:>4} {1000 * bare:>13.1f} {1000 * ours:>13.1f} {ours / bare:>11.3f}x {diff:>16.2e}",
-              flush=True)
+        print(
+            f"{stage:>4} {1000 * bare:>13.1f} {1000 * ours:>13.1f} {ours / bare:>11.3f}x {diff:>16.2e}",
+            flush=True,
+        )
         del sides
     shutdown()
 

@@ -60,14 +60,26 @@ class Launch:
 def launch(args: list[str], nproc: int, fault: str = "") -> Launch:
     from ds_parrots.parallel.process_group import free_port
 
-    cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port",
-           str(free_port()), str(TRAIN), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore",
-               DS_PARROTS_FAULT=fault)
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepspeed.launcher.runner",
+        "--num_gpus",
+        str(nproc),
+        "--master_port",
+        str(free_port()),
+        str(TRAIN),
+        *args,
+    ]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore", DS_PARROTS_FAULT=fault
+    )
     start = time.monotonic()
     fault_at = first_step_at = None
     lines = []
-    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+    with subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as p:
         for line in p.stdout:
             now = time.monotonic() - start
             lines.append(line)
@@ -86,11 +98,36 @@ def main(a: Args) -> None:
     from ds_parrots.training.checkpoint import latest_tag
 
     root = Path(a.out_dir or tempfile.mkdtemp(prefix="bench_faults_"))
-    common = ["phonebook", "--preset", "tiny-moe", "--moe.backend", "autoep", "--moe.ep-size", str(a.nproc),
-              "--train.zero-stage", "3", "--task.book-size", "64", "--task.num-queries", "16",
-              "--train.global-batch", "16", "--train.log-every", "1", "--train.no-progress", "--train.max-eval", "8",
-              "--train.steps", str(a.steps), "--train.save-every", str(a.save_every),
-              "--train.collective-timeout", str(a.collective_timeout), "--train.out-dir", str(root)]
+    common = [
+        "phonebook",
+        "--preset",
+        "tiny-moe",
+        "--moe.backend",
+        "autoep",
+        "--moe.ep-size",
+        str(a.nproc),
+        "--train.zero-stage",
+        "3",
+        "--task.book-size",
+        "64",
+        "--task.num-queries",
+        "16",
+        "--train.global-batch",
+        "16",
+        "--train.log-every",
+        "1",
+        "--train.no-progress",
+        "--train.max-eval",
+        "8",
+        "--train.steps",
+        str(a.steps),
+        "--train.save-every",
+        str(a.save_every),
+        "--train.collective-timeout",
+        str(a.collective_timeout),
+        "--train.out-dir",
+        str(root),
+    ]
     mid = a.save_every + a.save_every // 2
     second = 2 * a.save_every
     scenarios = {
@@ -99,8 +136,10 @@ def main(a: Args) -> None:
         f"rank 1 hangs at step {mid}": f"hang@{mid}:1",
         f"NaN loss at step {mid}, --train.on-nonfinite stop": f"nan@{mid}",
     }
-    print(f"uninterrupted baseline ({a.nproc} ranks, {a.steps} steps, checkpoint every {a.save_every}) ...",
-          flush=True)
+    print(
+        f"uninterrupted baseline ({a.nproc} ranks, {a.steps} steps, checkpoint every {a.save_every}) ...",
+        flush=True,
+    )
     clean = launch(common + ["--train.run-name", "clean"], a.nproc)
     if clean.rc != 0:
         raise SystemExit(f"the baseline run failed:\n{clean.log[-3000:]}")
@@ -111,7 +150,7 @@ def main(a: Args) -> None:
         run = common + ["--train.run-name", f"fault{i}"]
         faulty = launch(run, a.nproc, fault)
         tag = latest_tag(root / f"fault{i}")
-        saved = int(tag[len("step"):]) if tag else 0
+        saved = int(tag[len("step") :]) if tag else 0
         fault_step = int(fault.split("@")[1].split(":")[0])
         resumed = launch(run + ["--train.resume"], a.nproc)
         if resumed.rc != 0:
@@ -120,15 +159,30 @@ def main(a: Args) -> None:
         detect = faulty.seconds - faulty.fault_at if faulty.fault_at is not None else float("nan")
         # A killed rank had finished its fault step; a hung rank and a NaN step had not.
         completed = fault_step if fault.startswith("sigkill") else fault_step - 1
-        rows.append((name, faulty.rc, detect, completed - saved, resumed.first_step_at,
-                     (faulty.seconds + resumed.seconds) / clean.seconds, exact))
-    print(f"\nbaseline: {clean.seconds:.1f} s for {a.steps} steps, start-up included; its first step finished "
-          f"{clean.first_step_at:.1f} s after launch\n")
-    print("| fault | exit code | detect (s) | steps lost | resume to first step (s) | total / clean | exact |")
+        rows.append(
+            (
+                name,
+                faulty.rc,
+                detect,
+                completed - saved,
+                resumed.first_step_at,
+                (faulty.seconds + resumed.seconds) / clean.seconds,
+                exact,
+            )
+        )
+    print(
+        f"\nbaseline: {clean.seconds:.1f} s for {a.steps} steps, start-up included; its first step finished "
+        f"{clean.first_step_at:.1f} s after launch\n"
+    )
+    print(
+        "| fault | exit code | detect (s) | steps lost | resume to first step (s) | total / clean | exact |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, rc, detect, lost, first, ratio, exact in rows:
         shown = "same step" if detect != detect else f"{detect:.1f}"  # NaN: caught in the step it happens
-        print(f"| {name} | {rc} | {shown} | {lost} | {first:.1f} | {ratio:.2f}x | {'yes' if exact else 'NO'} |")
+        print(
+            f"| {name} | {rc} | {shown} | {lost} | {first:.1f} | {ratio:.2f}x | {'yes' if exact else 'NO'} |"
+        )
     if a.out_dir is None:
         shutil.rmtree(root)
 

@@ -74,8 +74,11 @@ seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "hwm": status("VmHWM"), "growth": status("VmRSS") - rss}))
 """
-METHODS = {"memmap": "np.memmap (baseline)", "no-verify": "IndexedDataset(verify=False)",
-           "verify": "IndexedDataset(verify=True)"}
+METHODS = {
+    "memmap": "np.memmap (baseline)",
+    "no-verify": "IndexedDataset(verify=False)",
+    "verify": "IndexedDataset(verify=True)",
+}
 CHUNK = 1 << 22  # documents generated at a time
 
 
@@ -110,8 +113,13 @@ def simulate(bench: Bench, prefix: str, tokens: float) -> tuple[int, int]:
 
 def probe(prefix: str, method: str, dtype: str, cold: bool) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", PROBE, prefix, method, dtype, str(int(cold))], check=True,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, prefix, method, dtype, str(int(cold))],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     return json.loads(out.stdout)
 
 
@@ -129,11 +137,15 @@ def main() -> None:
     need = int(largest * (4 + 8 + 8)) + (1 << 28)
     free = shutil.disk_usage(bench.tmp_root).free
     if free < need:
-        sys.exit(f"--tmp-root {bench.tmp_root!r} has {free / 2**30:.1f} GiB free but the largest simulated index needs "
-                 f"{need / 2**30:.1f} GiB; free space there, pick another --tmp-root or drop the largest --billions")
+        sys.exit(
+            f"--tmp-root {bench.tmp_root!r} has {free / 2**30:.1f} GiB free but the largest simulated index needs "
+            f"{need / 2**30:.1f} GiB; free space there, pick another --tmp-root or drop the largest --billions"
+        )
     caches = ["warm", "cold"] if bench.cold else ["warm"]
-    print(f"# numpy {np.__version__}, {os.cpu_count()} CPUs, {bench.dtype} tokens, ~{bench.tokens_per_doc} "
-          f"tokens/document, median time of {bench.repeats} fresh-process opens, largest memory of them")
+    print(
+        f"# numpy {np.__version__}, {os.cpu_count()} CPUs, {bench.dtype} tokens, ~{bench.tokens_per_doc} "
+        f"tokens/document, median time of {bench.repeats} fresh-process opens, largest memory of them"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_indexed_", dir=bench.tmp_root) as tmp:
         for billions in bench.billions:
@@ -143,27 +155,42 @@ def main() -> None:
             made = time.perf_counter() - t
             blocks = os.stat(prefix + ".bin").st_blocks * 512
             if blocks > (1 << 20):
-                sys.exit(f"{bench.tmp_root!r} does not keep sparse files ({prefix}.bin uses {blocks} bytes); "
-                         "pick a --tmp-root on a filesystem that does (ext4, xfs, tmpfs)")
+                sys.exit(
+                    f"{bench.tmp_root!r} does not keep sparse files ({prefix}.bin uses {blocks} bytes); "
+                    "pick a --tmp-root on a filesystem that does (ext4, xfs, tmpfs)"
+                )
             idx_mib = os.path.getsize(prefix + ".idx") / 2**20
-            print(f"# simulated {tokens / 1e9:.2f}B tokens, {docs:,} documents, .idx {idx_mib:,.0f} MiB "
-                  f"in {made:.1f} s")
+            print(
+                f"# simulated {tokens / 1e9:.2f}B tokens, {docs:,} documents, .idx {idx_mib:,.0f} MiB "
+                f"in {made:.1f} s"
+            )
             for cache in caches:
                 for method in METHODS:
                     runs = [probe(prefix, method, bench.dtype, cache == "cold") for _ in range(bench.repeats)]
-                    rows.append(dict(billions=billions, docs=docs, cache=cache, method=method,
-                                     seconds=statistics.median(r["seconds"] for r in runs),
-                                     **{k: max(r[k] for r in runs) for k in ("maxrss", "hwm", "growth")}))
+                    rows.append(
+                        dict(
+                            billions=billions,
+                            docs=docs,
+                            cache=cache,
+                            method=method,
+                            seconds=statistics.median(r["seconds"] for r in runs),
+                            **{k: max(r[k] for r in runs) for k in ("maxrss", "hwm", "growth")},
+                        )
+                    )
             os.remove(prefix + ".idx")
             os.remove(prefix + ".bin")
 
     seconds = {(r["billions"], r["cache"], r["method"]): r["seconds"] for r in rows}
-    print(f"{'tokens':>7} {'cache':<5} {'open with':<29} {'seconds':>9} {'time/memmap':>12} {'ru_maxrss':>10} "
-          f"{'VmHWM':>7} {'RSS growth':>11}   (memory in MiB)")
+    print(
+        f"{'tokens':>7} {'cache':<5} {'open with':<29} {'seconds':>9} {'time/memmap':>12} {'ru_maxrss':>10} "
+        f"{'VmHWM':>7} {'RSS growth':>11}   (memory in MiB)"
+    )
     for r in rows:
         ratio = r["seconds"] / seconds[(r["billions"], r["cache"], "memmap")]
-        print(f"{r['billions']:>6g}B {r['cache']:<5} {METHODS[r['method']]:<29} {r['seconds']:>9.4f} {ratio:>11.1f}x "
-              f"{r['maxrss']:>10.0f} {r['hwm']:>7.0f} {r['growth']:>11.1f}")
+        print(
+            f"{r['billions']:>6g}B {r['cache']:<5} {METHODS[r['method']]:<29} {r['seconds']:>9.4f} {ratio:>11.1f}x "
+            f"{r['maxrss']:>10.0f} {r['hwm']:>7.0f} {r['growth']:>11.1f}"
+        )
     small, large = min(bench.billions), max(bench.billions)
     if large > small:
         print(f"# open time scaling {small:g}B -> {large:g}B ({large / small:g}x the tokens and documents):")

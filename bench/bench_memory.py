@@ -83,24 +83,39 @@ def reset_peak_rss() -> bool:
 def worker(bench: Bench) -> None:
     import torch.distributed as dist
 
-    from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
-    from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
-    from ds_parrots.parallel.initialize import parallelize
-    from ds_parrots.training.step import train_step
+    from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
     from ds_parrots.models import build_model
     from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
+    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.parallel.process_group import ensure_process_group, exit_process, shutdown
+    from ds_parrots.training.step import train_step
 
     ensure_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
     moe_model = bench.worker == "moe"
-    cfg = ModelConfig(vocab_size=bench.vocab_size, d_model=bench.d_model, n_layers=bench.n_layers,
-                      n_heads=bench.n_heads, num_experts=bench.experts if moe_model else 1, top_k=2,
-                      max_seq_len=bench.seq_len)
+    cfg = ModelConfig(
+        vocab_size=bench.vocab_size,
+        d_model=bench.d_model,
+        n_layers=bench.n_layers,
+        n_heads=bench.n_heads,
+        num_experts=bench.experts if moe_model else 1,
+        top_k=2,
+        max_seq_len=bench.seq_len,
+    )
     moe = MoEConfig(backend="autoep", ep_size=world if moe_model else 1)
-    train = TrainConfig(steps=100, global_batch=bench.micro_batch * world, micro_batch=bench.micro_batch,
-                        zero_stage=3, precision="fp32")
-    x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1),
-                      generator=torch.Generator().manual_seed(rank))
+    train = TrainConfig(
+        steps=100,
+        global_batch=bench.micro_batch * world,
+        micro_batch=bench.micro_batch,
+        zero_stage=3,
+        precision="fp32",
+    )
+    x = torch.randint(
+        3,
+        bench.vocab_size,
+        (bench.micro_batch, bench.seq_len + 1),
+        generator=torch.Generator().manual_seed(rank),
+    )
     batch = [(x[:, :-1], x[:, 1:])]
 
     dist.barrier()
@@ -146,13 +161,31 @@ def launch(bench: Bench, model: str, checkpointing: bool, out_path: str) -> list
     # A fixed mmap threshold turns off glibc's adaptive one, under which freed activation buffers stay in
     # its heap and RSS reports the allocator's high-water mark over all steps, not the live tensors (at the
     # default sizes a checkpointed run then measured no smaller than a plain one).
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO, PYTHONWARNINGS="ignore",
-               MALLOC_MMAP_THRESHOLD_=str(128 * 1024))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=REPO,
+        PYTHONWARNINGS="ignore",
+        MALLOC_MMAP_THRESHOLD_=str(128 * 1024),
+    )
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(free_port()),
-           os.path.abspath(__file__), *args, "--worker", model, "--out", out_path,
-           "--checkpointing" if checkpointing else "--no-checkpointing"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepspeed.launcher.runner",
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(free_port()),
+        os.path.abspath(__file__),
+        *args,
+        "--worker",
+        model,
+        "--out",
+        out_path,
+        "--checkpointing" if checkpointing else "--no-checkpointing",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{model} job failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -174,16 +207,26 @@ def main() -> None:
     from ds_parrots.models.counting import count_params
 
     mib = 1024.0
-    print(f"# torch {torch.__version__}, 2 ranks x 1 thread, gloo, fp32, ZeRO-3; d={bench.d_model} L={bench.n_layers} "
-          f"seq={bench.seq_len} micro batch {bench.micro_batch}/rank vocab={bench.vocab_size}; MoE: "
-          f"{bench.experts} experts top-2, AutoEP ep=2. Memory: per-rank RSS growth from before the model "
-          "is built, max over the 2 ranks, MiB")
-    print(f"{'model':<18} {'params':>8} {'state/rank':>11} {'after init':>11} {'peak':>8} {'peak ckpt':>10} "
-          f"{'ckpt/plain':>11} {'ms/step':>8} {'ms ckpt':>8} {'time ratio':>11}")
+    print(
+        f"# torch {torch.__version__}, 2 ranks x 1 thread, gloo, fp32, ZeRO-3; d={bench.d_model} L={bench.n_layers} "
+        f"seq={bench.seq_len} micro batch {bench.micro_batch}/rank vocab={bench.vocab_size}; MoE: "
+        f"{bench.experts} experts top-2, AutoEP ep=2. Memory: per-rank RSS growth from before the model "
+        "is built, max over the 2 ranks, MiB"
+    )
+    print(
+        f"{'model':<18} {'params':>8} {'state/rank':>11} {'after init':>11} {'peak':>8} {'peak ckpt':>10} "
+        f"{'ckpt/plain':>11} {'ms/step':>8} {'ms ckpt':>8} {'time ratio':>11}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for model in bench.models:
-            cfg = ModelConfig(vocab_size=bench.vocab_size, d_model=bench.d_model, n_layers=bench.n_layers,
-                              n_heads=bench.n_heads, num_experts=bench.experts if model == "moe" else 1, top_k=2)
+            cfg = ModelConfig(
+                vocab_size=bench.vocab_size,
+                d_model=bench.d_model,
+                n_layers=bench.n_layers,
+                n_heads=bench.n_heads,
+                num_experts=bench.experts if model == "moe" else 1,
+                top_k=2,
+            )
             params = count_params(cfg).total
             state = 16 * params / 2 / 2**20
             jobs = {c: launch(bench, model, c, os.path.join(tmp, f"{model}-{c}.json")) for c in (False, True)}
@@ -196,9 +239,11 @@ def main() -> None:
             t_plain = statistics.median(t for r in ranks for t in r["step_s_plain"])
             t_ckpt = statistics.median(t for r in ranks for t in r["step_s_ckpt"])
             name = "dense ZeRO-3" if model == "dense" else f"MoE E={bench.experts} ZeRO-3 ep=2"
-            print(f"{name:<18} {params / 1e6:>7.2f}M {state:>11.1f} {after:>11.1f} {plain:>8.1f} {ckpt:>10.1f} "
-                  f"{ckpt / plain:>10.2f}x {1000 * t_plain:>8.0f} {1000 * t_ckpt:>8.0f} {t_ckpt / t_plain:>10.2f}x",
-                  flush=True)
+            print(
+                f"{name:<18} {params / 1e6:>7.2f}M {state:>11.1f} {after:>11.1f} {plain:>8.1f} {ckpt:>10.1f} "
+                f"{ckpt / plain:>10.2f}x {1000 * t_plain:>8.0f} {1000 * t_ckpt:>8.0f} {t_ckpt / t_plain:>10.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

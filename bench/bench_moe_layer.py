@@ -54,8 +54,17 @@ class Bench:
     """Experts per token."""
     experts: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     """Expert counts E to measure."""
-    variants: list[Variant] = field(default_factory=lambda: ["loop", "autoep", "autoep-mm", "native", "native-full",
-                                                            "grouped", "autoep-ours"])
+    variants: list[Variant] = field(
+        default_factory=lambda: [
+            "loop",
+            "autoep",
+            "autoep-mm",
+            "native",
+            "native-full",
+            "grouped",
+            "autoep-ours",
+        ]
+    )
     """MoE layers to time (see the list above); the dense baseline always runs."""
     rounds: int = 5
     """Timed interleaved rounds; medians are reported."""
@@ -78,18 +87,31 @@ class Bench:
     at every E into this folder, as <variant>_E<E>.txt."""
 
 
-def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: str, grouped_mm: bool,
-                  native_experts: str = "trimmed"):
+def _engine_layer(
+    bench: Bench,
+    num_experts: int,
+    backend: str,
+    autoep_experts: str,
+    grouped_mm: bool,
+    native_experts: str = "trimmed",
+):
     """The MoE layer that training runs: block 0's feed-forward of a one-layer model after our parallelize."""
     import json
     import tempfile
 
-    from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig, shipped_file
-    from ds_parrots.parallel.initialize import parallelize
+    from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
     from ds_parrots.models import build_model
+    from ds_parrots.parallel.initialize import parallelize
 
-    cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,
-                      top_k=bench.top_k, max_seq_len=bench.seq_len)
+    cfg = ModelConfig(
+        vocab_size=64,
+        d_model=bench.d_model,
+        n_layers=1,
+        n_heads=8,
+        num_experts=num_experts,
+        top_k=bench.top_k,
+        max_seq_len=bench.seq_len,
+    )
     moe = MoEConfig(backend=backend, autoep_experts=autoep_experts, native_experts=native_experts)
     ds_config = None
     if grouped_mm:
@@ -98,9 +120,15 @@ def _engine_layer(bench: Bench, num_experts: int, backend: str, autoep_experts: 
         ds_config = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(template, ds_config)
         ds_config.close()
-    train = TrainConfig(steps=1, global_batch=1, micro_batch=1, zero_stage=0, precision=bench.precision,
-                        cpu_allocator=bench.allocator,
-                        ds_config=ds_config.name if ds_config else None)
+    train = TrainConfig(
+        steps=1,
+        global_batch=1,
+        micro_batch=1,
+        zero_stage=0,
+        precision=bench.precision,
+        cpu_allocator=bench.allocator,
+        ds_config=ds_config.name if ds_config else None,
+    )
     torch.manual_seed(bench.seed)
     trainer = parallelize(build_model(cfg), cfg, moe, OptimConfig(), train)
     if ds_config:
@@ -122,11 +150,22 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
         layer = MoEFeedForward(d, d, num_experts, k, expert_impl=variant)
         layer.load_state_dict(_reference_weights(bench, num_experts))
     elif variant in ("native", "native-full"):
-        return _engine_layer(bench, num_experts, "native", "deepspeed", False,
-                             "trimmed" if variant == "native" else "deepspeed")
+        return _engine_layer(
+            bench,
+            num_experts,
+            "native",
+            "deepspeed",
+            False,
+            "trimmed" if variant == "native" else "deepspeed",
+        )
     else:
-        return _engine_layer(bench, num_experts, "autoep", "grouped" if variant == "autoep-ours" else "deepspeed",
-                             variant == "autoep-mm")
+        return _engine_layer(
+            bench,
+            num_experts,
+            "autoep",
+            "grouped" if variant == "autoep-ours" else "deepspeed",
+            variant == "autoep-mm",
+        )
     return layer.to(dtype)
 
 
@@ -134,8 +173,15 @@ def _reference_weights(bench: Bench, num_experts: int) -> dict:
     from ds_parrots.config import ModelConfig
     from ds_parrots.models import build_model
 
-    cfg = ModelConfig(vocab_size=64, d_model=bench.d_model, n_layers=1, n_heads=8, num_experts=num_experts,
-                      top_k=bench.top_k, max_seq_len=bench.seq_len)
+    cfg = ModelConfig(
+        vocab_size=64,
+        d_model=bench.d_model,
+        n_layers=1,
+        n_heads=8,
+        num_experts=num_experts,
+        top_k=bench.top_k,
+        max_seq_len=bench.seq_len,
+    )
     torch.manual_seed(bench.seed)
     return build_model(cfg).model.layers[0].mlp.state_dict()
 
@@ -176,9 +222,11 @@ def main() -> None:
         allocator = f"keep: {keep_freed_memory()}"
     dtype = torch.bfloat16 if bench.precision == "bf16" else torch.float32
     names = ["dense", *bench.variants]
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), d={bench.d_model}, "
-          f"{bench.tokens} tokens, top-{bench.top_k}, expert ffn = d, dense ffn = {bench.top_k}d, {bench.precision}, "
-          f"median of {bench.rounds} interleaved rounds, allocator {allocator}")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), d={bench.d_model}, "
+        f"{bench.tokens} tokens, top-{bench.top_k}, expert ffn = d, dense ffn = {bench.top_k}d, {bench.precision}, "
+        f"median of {bench.rounds} interleaved rounds, allocator {allocator}"
+    )
     table = {}
     for e in bench.experts:
         layers = {name: build(bench, e, name, dtype) for name in names}
@@ -195,8 +243,15 @@ def main() -> None:
         # Medians of wall and of CPU time, each over the rounds.
         med = {name: [statistics.median(t[i] for t in ts) for i in (0, 1)] for name, ts in times.items()}
         table[e] = med
-        print(f"E={e:<3} " + "  ".join(f"{n} {1000 * med[n][1]:.0f} ms cpu {med[n][1] / med['dense'][1]:.2f}x "
-                                       f"(wall {med[n][0] / med['dense'][0]:.2f}x)" for n in names), flush=True)
+        print(
+            f"E={e:<3} "
+            + "  ".join(
+                f"{n} {1000 * med[n][1]:.0f} ms cpu {med[n][1] / med['dense'][1]:.2f}x "
+                f"(wall {med[n][0] / med['dense'][0]:.2f}x)"
+                for n in names
+            ),
+            flush=True,
+        )
         if bench.profile_dir:
             os.makedirs(bench.profile_dir, exist_ok=True)
             for name in names:
@@ -207,7 +262,9 @@ def main() -> None:
         print(f"\n{clock}: ms, and ratio to dense\n| E | dense | " + " | ".join(bench.variants) + " |")
         print("|---:|---:|" + "---:|" * len(bench.variants))
         for e, med in table.items():
-            cells = [f"{1000 * med[n][i]:.0f} ms, **{med[n][i] / med['dense'][i]:.2f}x**" for n in bench.variants]
+            cells = [
+                f"{1000 * med[n][i]:.0f} ms, **{med[n][i] / med['dense'][i]:.2f}x**" for n in bench.variants
+            ]
             print(f"| {e} | {1000 * med['dense'][i]:.0f} ms | " + " | ".join(cells) + " |")
     shutdown()
 

@@ -30,14 +30,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 # Common English words; rarer "words" are built from syllables below so the vocabulary has a long tail.
-WORDS = ("the of and to in is was for that with as on by at from his her are be this which or an had not but "
-         "were they have one all their there been has more when who its will would no if out so up said what "
-         "about into than them can only other new some could time these two may then do first any my now such "
-         "like our over man me even most made after also did many before must through back years where much "
-         "your way well down should because each just those people how too little state good very make world "
-         "still own see men work long get here between both life being under never day same another know while "
-         "last might us great old year off come since against go came right used take three").split()
-SYLLABLES = ("ka ro mi ne ta su le po ri an ex ter pro con ing tion al ous ble ment com de re in un ver").split()
+WORDS = (
+    "the of and to in is was for that with as on by at from his her are be this which or an had not but "
+    "were they have one all their there been has more when who its will would no if out so up said what "
+    "about into than them can only other new some could time these two may then do first any my now such "
+    "like our over man me even most made after also did many before must through back years where much "
+    "your way well down should because each just those people how too little state good very make world "
+    "still own see men work long get here between both life being under never day same another know while "
+    "last might us great old year off come since against go came right used take three"
+).split()
+SYLLABLES = (
+    "ka ro mi ne ta su le po ri an ex ter pro con ing tion al ous ble ment com de re in un ver"
+).split()
 
 
 @dataclass
@@ -85,7 +89,7 @@ def _raw_encode(job: tuple[str, int, int, bool]) -> int:
     sp = spm.SentencePieceProcessor(model_file=path)
     tokens = 0
     for i in range(start, stop, 1024):
-        batch = _TEXTS[i:min(i + 1024, stop)]
+        batch = _TEXTS[i : min(i + 1024, stop)]
         if as_numpy:
             tokens += sum(a.size for a in sp.encode(batch, return_type="numpy", num_threads=1))
         else:
@@ -121,8 +125,10 @@ def main() -> None:
         data = tmp / "corpus.jsonl"
         with open(data, "w") as f:
             f.writelines(json.dumps({"id": i, "text": d}) + "\n" for i, d in enumerate(texts))
-        print(f"# {len(texts)} documents, {data.stat().st_size / 1e6:.1f} MB jsonl, generated in "
-              f"{time.perf_counter() - t:.1f} s; {bench.num_proc} processes, {os.cpu_count()} CPUs")
+        print(
+            f"# {len(texts)} documents, {data.stat().st_size / 1e6:.1f} MB jsonl, generated in "
+            f"{time.perf_counter() - t:.1f} s; {bench.num_proc} processes, {os.cpu_count()} CPUs"
+        )
         tokenizer = bench.tokenizer
         if tokenizer is None:
             t = time.perf_counter()
@@ -134,8 +140,10 @@ def main() -> None:
                     if size > bench.train_mb * 1e6:
                         break
             tokenizer = train_sentencepiece([sample], tmp / "tok", bench.vocab_size)
-            print(f"# tokenizer: {bench.vocab_size} pieces, bpe, trained on {bench.train_mb:g} MB in "
-                  f"{time.perf_counter() - t:.1f} s")
+            print(
+                f"# tokenizer: {bench.vocab_size} pieces, bpe, trained on {bench.train_mb:g} MB in "
+                f"{time.perf_counter() - t:.1f} s"
+            )
         else:
             print(f"# tokenizer: {tokenizer}")
 
@@ -143,14 +151,20 @@ def main() -> None:
         for name, as_numpy in (("raw encode (int lists)", False), ("raw encode (numpy)", True)):
             tokens, seconds = raw_encode(texts, tokenizer, bench.num_proc, as_numpy)
             rows.append((name, tokens + len(texts), seconds))  # + the eos prepare adds per document
-        summary = prepare([data], "text", tokenizer, tmp / "out" / "corpus", num_proc=bench.num_proc, verbose=False)
+        summary = prepare(
+            [data], "text", tokenizer, tmp / "out" / "corpus", num_proc=bench.num_proc, verbose=False
+        )
         rows.append(("prepare (end to end)", summary.tokens, summary.seconds))
-        assert summary.tokens == rows[0][1] == rows[1][1], "prepare and the raw encode disagree on the token count"
+        assert summary.tokens == rows[0][1] == rows[1][1], (
+            "prepare and the raw encode disagree on the token count"
+        )
 
         print(f"{'':<24} {'docs':>8} {'tokens':>11} {'seconds':>8} {'tokens/s':>11} {'prepare/this':>13}")
         for name, tokens, seconds in rows:
-            print(f"{name:<24} {len(texts):>8} {tokens:>11} {seconds:>8.2f} {tokens / seconds:>11,.0f} "
-                  f"{summary.tokens_per_s / (tokens / seconds):>13.2f}")
+            print(
+                f"{name:<24} {len(texts):>8} {tokens:>11} {seconds:>8.2f} {tokens / seconds:>11,.0f} "
+                f"{summary.tokens_per_s / (tokens / seconds):>13.2f}"
+            )
 
 
 if __name__ == "__main__":

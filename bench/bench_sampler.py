@@ -2,12 +2,12 @@
 
     python bench/bench_sampler.py [--tokens 268435456 --seq-len 2048 --batch 512]
 
-Writes a two-source corpus (random uint16 tokens) to a temporary directory, then times, over the same
-global sample numbers (consecutive batches from a random point of the run, as training reads them),
-(a) `PretrainSamples.read` (blend lookup, keyed permutations, copy out of the memory-mapped .bin) and (b) the baseline: copying the same seq_len + 1 token windows out of the same
-memmap with plain numpy slicing into a fresh array, their positions computed beforehand and untimed. Both run warm (the
-file in the page cache) and alternate, so neither gets the cache the other warmed. Prints samples/s,
-GB/s and ours / baseline.
+Writes a two-source corpus (random uint16 tokens) to a temporary directory, then times, over the same global
+sample numbers (consecutive batches from a random point of the run, as training reads them), (a)
+`PretrainSamples.read` (blend lookup, keyed permutations, copy out of the memory-mapped .bin) and (b) the
+baseline: copying the same seq_len + 1 token windows out of the same memmap with plain numpy slicing into a
+fresh array, their positions computed beforehand and untimed. Both run warm (the file in the page cache) and
+alternate, so neither gets the cache the other warmed. Prints samples/s, GB/s and ours / baseline.
 """
 
 from __future__ import annotations
@@ -69,15 +69,23 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     need = bench.tokens * 2 * 1.1
     if shutil.disk_usage(root).free < need:
-        raise SystemExit(f"error: {root} has less than {need / 2**30:.1f} GiB free for the corpus; pass --dir or "
-                         "fewer --tokens")
+        raise SystemExit(
+            f"error: {root} has less than {need / 2**30:.1f} GiB free for the corpus; pass --dir or "
+            "fewer --tokens"
+        )
     try:
         t = time.perf_counter()
         prefixes = write_corpus(root, bench.tokens, bench.weights)
         print(f"# corpus: {bench.tokens:,} tokens in 2 sources, written in {time.perf_counter() - t:.1f} s")
         datasets = [IndexedDataset(p) for p in prefixes]
-        samples = PretrainSamples(["source0", "source1"], [d.tokens for d in datasets], list(bench.weights),
-                                  bench.seq_len, seed=0, val_sequences=5000)
+        samples = PretrainSamples(
+            ["source0", "source1"],
+            [d.tokens for d in datasets],
+            list(bench.weights),
+            bench.seq_len,
+            seed=0,
+            val_sequences=5000,
+        )
         width = bench.seq_len + 1
         for d in datasets:  # warm the page cache for both methods
             d.tokens.sum(dtype=np.uint64)
@@ -96,7 +104,7 @@ def main() -> None:
             streams = [d.tokens for d in datasets]
             for row, (s, slot) in enumerate(zip(source.tolist(), slots.tolist())):
                 start = slot * bench.seq_len
-                out[row] = streams[s][start:start + width]
+                out[row] = streams[s][start : start + width]
             return out
 
         rng = np.random.default_rng(1)
@@ -119,10 +127,14 @@ def main() -> None:
         gb = bench.batch * width * 2 / 1e9
         print(f"# seq_len {bench.seq_len}, batch {bench.batch}, mean of {bench.rounds} consecutive batches")
         print(f"{'method':<34} {'ms/batch':>9} {'samples/s':>11} {'GB/s':>7} {'vs numpy':>9}")
-        print(f"{'numpy copy (baseline)':<34} {1000 * base:>9.2f} {bench.batch / base:>11,.0f} {gb / base:>7.2f} "
-              f"{1.0:>8.2f}x")
-        print(f"{'PretrainSamples.read (ours)':<34} {1000 * ours:>9.2f} {bench.batch / ours:>11,.0f} "
-              f"{gb / ours:>7.2f} {base / ours:>8.2f}x")
+        print(
+            f"{'numpy copy (baseline)':<34} {1000 * base:>9.2f} {bench.batch / base:>11,.0f} {gb / base:>7.2f} "
+            f"{1.0:>8.2f}x"
+        )
+        print(
+            f"{'PretrainSamples.read (ours)':<34} {1000 * ours:>9.2f} {bench.batch / ours:>11,.0f} "
+            f"{gb / ours:>7.2f} {base / ours:>8.2f}x"
+        )
     finally:
         if not bench.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -21,10 +21,10 @@ the same run, and each row's step time is printed as a ratio to the twin of its 
 of those dimensions was asked).
 
 tokens/s and MFU for every row: the model FLOPs that train_step counts (models/counting.flops_per_token,
-PaLM's 6N + 12LHQT) per second of step, over a peak: --peak-tflops when given; else the datasheet figure
-of a known GPU for --precision (throughput.device_peak_tflops); else the best of a few torch.mm of large
-square matrices in that precision at this process's thread count, measured in the same run. On a CPU MFU is therefore the fraction of
-the best GEMM rate this machine reaches, not of a vendor peak.
+PaLM's 6N + 12LHQT) per second of step, over a peak: --peak-tflops when given; else the datasheet figure of a
+known GPU for --precision (throughput.device_peak_tflops); else the best of a few torch.mm of large square
+matrices in that precision at this process's thread count, measured in the same run. On a CPU MFU is therefore
+the fraction of the best GEMM rate this machine reaches, not of a vendor peak.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ds_parrots.errors import ConfigError  # noqa: E402
 from ds_parrots.config import ModelConfig, preset_model
+from ds_parrots.errors import ConfigError  # noqa: E402
 
 # Big enough that the fp32 GEMM rate has reached its plateau on a few CPU cores, small enough that each
 # product takes well under a second there (2 * 2048^3 = 17 GFLOP).
@@ -68,7 +68,8 @@ class Bench:
     top_k: int = 2
     """Experts per token of the hand-built models (presets carry their own)."""
     backends: list[Literal["autoep", "autoep-deepspeed", "native"]] = field(
-        default_factory=lambda: ["autoep", "native"])
+        default_factory=lambda: ["autoep", "native"]
+    )
     """MoE backends to measure. autoep-deepspeed: AutoEP with DeepSpeed's own expert compute
     (--moe.autoep-experts deepspeed) instead of our grouped SwiGLU."""
     seq_len: int = 256
@@ -94,19 +95,35 @@ class Bench:
 def models(bench: Bench) -> list[tuple[str, ModelConfig]]:
     """(label, config) of every model asked for, dense twins not included."""
     if not bench.presets:
-        return [(f"MoE E={e}", ModelConfig(
-            vocab_size=bench.vocab_size, d_model=bench.d_model, n_layers=bench.n_layers or 4,
-            n_heads=bench.n_heads, ffn_dim=bench.d_model, num_experts=e, top_k=bench.top_k,
-            max_seq_len=bench.seq_len)) for e in bench.experts]
+        return [
+            (
+                f"MoE E={e}",
+                ModelConfig(
+                    vocab_size=bench.vocab_size,
+                    d_model=bench.d_model,
+                    n_layers=bench.n_layers or 4,
+                    n_heads=bench.n_heads,
+                    ffn_dim=bench.d_model,
+                    num_experts=e,
+                    top_k=bench.top_k,
+                    max_seq_len=bench.seq_len,
+                ),
+            )
+            for e in bench.experts
+        ]
     out = []
     for name in bench.presets:
         try:
             cfg = preset_model(name, ModelConfig(vocab_size=bench.vocab_size))
         except ConfigError as e:
-            raise SystemExit(f"error: --presets: {e}")
+            raise SystemExit(f"error: --presets: {e}") from None
         # Paper presets carry a 32k vocabulary; the bench's own keeps every row's head the same size.
-        cfg = dataclasses.replace(cfg, vocab_size=bench.vocab_size, max_seq_len=bench.seq_len,
-                                  n_layers=bench.n_layers or cfg.n_layers)
+        cfg = dataclasses.replace(
+            cfg,
+            vocab_size=bench.vocab_size,
+            max_seq_len=bench.seq_len,
+            n_layers=bench.n_layers or cfg.n_layers,
+        )
         out.append((name, cfg))
     return out
 
@@ -120,14 +137,22 @@ def measure(bench: Bench, model_cfg: ModelConfig, backend: str) -> tuple[float, 
     from deepspeed.accelerator import get_accelerator
 
     from ds_parrots.config import MoEConfig, OptimConfig, TrainConfig
+    from ds_parrots.models import build_model
     from ds_parrots.parallel.initialize import parallelize
     from ds_parrots.training.step import train_step
-    from ds_parrots.models import build_model
 
-    moe = MoEConfig(backend="autoep", autoep_experts="deepspeed") if backend == "autoep-deepspeed" else \
-        MoEConfig(backend=backend)
-    train = TrainConfig(steps=bench.warmup + bench.steps, global_batch=bench.micro_batch,
-                        micro_batch=bench.micro_batch, zero_stage=bench.zero_stage, precision=bench.precision)
+    moe = (
+        MoEConfig(backend="autoep", autoep_experts="deepspeed")
+        if backend == "autoep-deepspeed"
+        else MoEConfig(backend=backend)
+    )
+    train = TrainConfig(
+        steps=bench.warmup + bench.steps,
+        global_batch=bench.micro_batch,
+        micro_batch=bench.micro_batch,
+        zero_stage=bench.zero_stage,
+        precision=bench.precision,
+    )
     torch.manual_seed(0)
     trainer = parallelize(build_model(model_cfg), model_cfg, moe, OptimConfig(warmup_frac=0.0), train)
     x = torch.randint(3, bench.vocab_size, (bench.micro_batch, bench.seq_len + 1))
@@ -160,7 +185,7 @@ def gemm_peak_tflops(dtype: torch.dtype) -> float:
         acc.synchronize()
         if i:
             best = min(best, time.perf_counter() - t)
-    return 2 * GEMM_N ** 3 / best / 1e12
+    return 2 * GEMM_N**3 / best / 1e12
 
 
 def main() -> None:
@@ -172,22 +197,29 @@ def main() -> None:
     if bench.peak_tflops is not None and bench.peak_tflops < 0:
         raise SystemExit(f"error: --peak-tflops={bench.peak_tflops} must be >= 0 (0 or unset: measured)")
     asked = models(bench)
-    from ds_parrots.parallel.process_group import ensure_process_group, shutdown
     from ds_parrots.models.counting import count_params, human
+    from ds_parrots.parallel.process_group import ensure_process_group, shutdown
     from ds_parrots.training.throughput import device_peak_tflops, throughput
 
     ensure_process_group()
     tokens = bench.micro_batch * bench.seq_len
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else get_accelerator().device_name().upper()
+    device = (
+        torch.cuda.get_device_name() if torch.cuda.is_available() else get_accelerator().device_name().upper()
+    )
     if bench.presets:
         preset_layers = sorted({preset_model(name).n_layers for name in bench.presets})
-        layers = (f"L={bench.n_layers} (--n-layers; the presets have {'/'.join(map(str, preset_layers))})"
-                  if bench.n_layers else f"L of each preset ({'/'.join(map(str, preset_layers))})")
+        layers = (
+            f"L={bench.n_layers} (--n-layers; the presets have {'/'.join(map(str, preset_layers))})"
+            if bench.n_layers
+            else f"L of each preset ({'/'.join(map(str, preset_layers))})"
+        )
         shape = f"presets, {layers}, vocab={bench.vocab_size}"
     else:
         shape = f"d={bench.d_model} L={bench.n_layers or 4} top-{bench.top_k} vocab={bench.vocab_size}"
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {shape}, seq={bench.seq_len} "
-          f"batch={bench.micro_batch} ZeRO-{bench.zero_stage} {bench.precision} {device}")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {shape}, seq={bench.seq_len} "
+        f"batch={bench.micro_batch} ZeRO-{bench.zero_stage} {bench.precision} {device}"
+    )
     peak = device_peak_tflops(bench.peak_tflops, bench.precision)
     if bench.peak_tflops:
         print(f"# peak {peak:.3g} TFLOP/s (--peak-tflops)")
@@ -195,8 +227,10 @@ def main() -> None:
         print(f"# peak {peak:.3g} TFLOP/s (datasheet {bench.precision}, {device})")
     else:
         peak = gemm_peak_tflops(torch.bfloat16 if bench.precision == "bf16" else torch.float32)
-        print(f"# peak {peak:.3g} TFLOP/s: measured {bench.precision} GEMM peak (best of {GEMM_REPEATS} torch.mm "
-              f"{GEMM_N}x{GEMM_N}, {torch.get_num_threads()} threads); MFU here is the fraction of that rate")
+        print(
+            f"# peak {peak:.3g} TFLOP/s: measured {bench.precision} GEMM peak (best of {GEMM_REPEATS} torch.mm "
+            f"{GEMM_N}x{GEMM_N}, {torch.get_num_threads()} threads); MFU here is the fraction of that rate"
+        )
 
     # (label, config, seconds, flops per step, twin key); twins are keyed by their whole config.
     rows: list[tuple[str, ModelConfig, float, float, tuple]] = []
@@ -208,19 +242,25 @@ def main() -> None:
         if cfg.is_moe and key not in twins:
             t, flops = measure(bench, twin, "autoep")
             twins[key] = t
-            rows.append((f"dense twin d={twin.d_model} L={twin.n_layers} ffn={twin.ffn}", twin, t, flops, key))
+            rows.append(
+                (f"dense twin d={twin.d_model} L={twin.n_layers} ffn={twin.ffn}", twin, t, flops, key)
+            )
         for backend in bench.backends if cfg.is_moe else ["autoep"]:
             t, flops = measure(bench, cfg, backend)
             rows.append((f"{label} {backend}" if cfg.is_moe else label, cfg, t, flops, key))
 
-    print(f"{'model':<34} {'active':>7} {'ms/step':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>7} "
-          f"{'time / twin':>12}")
+    print(
+        f"{'model':<34} {'active':>7} {'ms/step':>9} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU':>7} "
+        f"{'time / twin':>12}"
+    )
     for label, cfg, t, flops, key in rows:
         tp = throughput(tokens, flops, t, 1, peak)
         base = twins.get(key)
         ratio = f"{t / base:.2f}x" if base else "-"
-        print(f"{label:<34} {human(count_params(cfg).active):>7} {1000 * t:>9.1f} {tp['tokens_per_s']:>10.0f} "
-              f"{tp['tflops_per_device']:>8.3g} {100 * tp['mfu']:>6.1f}% {ratio:>12}")
+        print(
+            f"{label:<34} {human(count_params(cfg).active):>7} {1000 * t:>9.1f} {tp['tokens_per_s']:>10.0f} "
+            f"{tp['tflops_per_device']:>8.3g} {100 * tp['mfu']:>6.1f}% {ratio:>12}"
+        )
     shutdown()
 
 

@@ -5,7 +5,6 @@ which maps it to an exit code.
 from __future__ import annotations
 
 
-
 class ConfigError(Exception):
     """A user-facing configuration mistake; the CLI prints its message on one line and exits 2."""
 

@@ -1,5 +1,4 @@
-"""Writing a consolidated checkpoint: one fp32 safetensors file plus a JSON sidecar.
-"""
+"""Writing a consolidated checkpoint: one fp32 safetensors file plus a JSON sidecar."""
 
 from __future__ import annotations
 

@@ -70,11 +70,11 @@ def _fields(buf: bytes):
             yield number, varint()
         elif wire == 2:
             n = varint()
-            yield number, buf[pos:pos + n]
+            yield number, buf[pos : pos + n]
             pos += n
         elif wire in (1, 5):
             n = 8 if wire == 1 else 4
-            yield number, buf[pos:pos + n]
+            yield number, buf[pos : pos + n]
             pos += n
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
@@ -123,8 +123,15 @@ def _replace(pattern: str, content: str, regex: bool = False) -> dict:
 
 
 def _added(token_id: int, content: str, special: bool = True) -> dict:
-    return {"id": token_id, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": False, "special": special}
+    return {
+        "id": token_id,
+        "content": content,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": special,
+    }
 
 
 def _bpe_merges(pieces: list[tuple[str, float, int]]) -> list[list[str]]:
@@ -146,16 +153,25 @@ def sentencepiece_json(path: Path) -> dict:
     """`tokenizer.json` for a sentencepiece BPE or unigram model; ValueError for word/char models."""
     m = read_sp_model(path)
     if m.model_type not in (BPE, UNIGRAM):
-        raise ValueError(f"sentencepiece model type {m.model_type} (word/char) has no tokenizer.json translation "
-                         "here; only bpe and unigram")
+        raise ValueError(
+            f"sentencepiece model type {m.model_type} (word/char) has no tokenizer.json translation "
+            "here; only bpe and unigram"
+        )
     if m.whitespace_as_suffix or not m.escape_whitespaces:
-        raise ValueError("sentencepiece models that treat whitespace as a suffix or keep raw spaces are not supported")
+        raise ValueError(
+            "sentencepiece models that treat whitespace as a suffix or keep raw spaces are not supported"
+        )
     unk = next((i for i, (_, _, kind) in enumerate(m.pieces) if kind == UNKNOWN), None)
     normalizers = []
     if m.charsmap:  # the normalization rule (nfkc, ...) compiled into the model: tokenizers runs it as is
-        normalizers.append({"type": "Precompiled", "precompiled_charsmap": base64.b64encode(m.charsmap).decode()})
+        normalizers.append(
+            {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(m.charsmap).decode()}
+        )
     if m.remove_extra_whitespaces:
-        normalizers += [{"type": "Strip", "strip_left": True, "strip_right": True}, _replace(" {2,}", " ", True)]
+        normalizers += [
+            {"type": "Strip", "strip_left": True, "strip_right": True},
+            _replace(" {2,}", " ", True),
+        ]
     if m.add_dummy_prefix:
         normalizers.append({"type": "Prepend", "prepend": SPACE})
     normalizers.append(_replace(" ", SPACE))
@@ -163,18 +179,40 @@ def sentencepiece_json(path: Path) -> dict:
     if m.add_dummy_prefix:
         decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
     if m.model_type == BPE:
-        model = {"type": "BPE", "dropout": None, "unk_token": m.pieces[unk][0] if unk is not None else None,
-                 "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
-                 "byte_fallback": m.byte_fallback, "vocab": {p: i for i, (p, _, _) in enumerate(m.pieces)},
-                 "merges": _bpe_merges(m.pieces)}
+        model = {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": m.pieces[unk][0] if unk is not None else None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": m.byte_fallback,
+            "vocab": {p: i for i, (p, _, _) in enumerate(m.pieces)},
+            "merges": _bpe_merges(m.pieces),
+        }
     else:
-        model = {"type": "Unigram", "unk_id": unk, "vocab": [[p, s] for p, s, _ in m.pieces],
-                 "byte_fallback": m.byte_fallback}
-    added = [_added(i, p, special=kind != USER_DEFINED) for i, (p, _, kind) in enumerate(m.pieces)
-             if kind in (UNKNOWN, CONTROL, USER_DEFINED)]
-    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
-            "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": None,
-            "post_processor": None, "decoder": {"type": "Sequence", "decoders": decoders}, "model": model}
+        model = {
+            "type": "Unigram",
+            "unk_id": unk,
+            "vocab": [[p, s] for p, s, _ in m.pieces],
+            "byte_fallback": m.byte_fallback,
+        }
+    added = [
+        _added(i, p, special=kind != USER_DEFINED)
+        for i, (p, _, kind) in enumerate(m.pieces)
+        if kind in (UNKNOWN, CONTROL, USER_DEFINED)
+    ]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": None,
+        "post_processor": None,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": model,
+    }
 
 
 def symbol_json(tok: SymbolTokenizer) -> dict:
@@ -185,23 +223,44 @@ def symbol_json(tok: SymbolTokenizer) -> dict:
     ValueError if neither reading is unambiguous (multi-character symbols beside whitespace symbols)."""
     chars = all(len(s) == 1 for s in tok.symbols)
     if not chars and any(c.isspace() for s in tok.symbols for c in s):
-        raise ValueError("the symbols mix multi-character and whitespace symbols; text cannot be split back into "
-                         "them unambiguously")
+        raise ValueError(
+            "the symbols mix multi-character and whitespace symbols; text cannot be split back into "
+            "them unambiguously"
+        )
     pad, bos, eos = (tok.vocab[i] for i in (tok.pad_id, tok.bos_id, tok.eos_id))
-    split = ({"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": False} if chars
-             else {"type": "WhitespaceSplit"})
-    post = {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {bos: {"id": bos, "ids": [tok.bos_id], "tokens": [bos]}}}
-    return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [_added(i, s) for i, s in ((tok.pad_id, pad), (tok.bos_id, bos), (tok.eos_id, eos))],
-            "normalizer": None, "pre_tokenizer": split, "post_processor": post,
-            # No decoder joins tokens with spaces: right for graph tokens, Fuse for characters.
-            "decoder": {"type": "Fuse"} if chars else None,
-            # WordLevel needs an unk token; naming one outside the vocabulary makes unknown text an error.
-            "model": {"type": "WordLevel", "vocab": {s: i for i, s in enumerate(tok.vocab)}, "unk_token": "<unk>"}}
+    split = (
+        {"type": "Split", "pattern": {"Regex": "."}, "behavior": "Isolated", "invert": False}
+        if chars
+        else {"type": "WhitespaceSplit"}
+    )
+    post = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [tok.bos_id], "tokens": [bos]}},
+    }
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [_added(i, s) for i, s in ((tok.pad_id, pad), (tok.bos_id, bos), (tok.eos_id, eos))],
+        "normalizer": None,
+        "pre_tokenizer": split,
+        "post_processor": post,
+        # No decoder joins tokens with spaces: right for graph tokens, Fuse for characters.
+        "decoder": {"type": "Fuse"} if chars else None,
+        # WordLevel needs an unk token; naming one outside the vocabulary makes unknown text an error.
+        "model": {
+            "type": "WordLevel",
+            "vocab": {s: i for i, s in enumerate(tok.vocab)},
+            "unk_token": "<unk>",
+        },
+    }
 
 
 def write_tokenizer(tokenizer, out: Path, max_len: int) -> dict:
@@ -210,25 +269,39 @@ def write_tokenizer(tokenizer, out: Path, max_len: int) -> dict:
     files cannot express."""
     if isinstance(tokenizer, SymbolTokenizer):
         body = symbol_json(tokenizer)
-        specials = {k: tokenizer.vocab[i] for k, i in
-                    (("bos", tokenizer.bos_id), ("eos", tokenizer.eos_id), ("pad", tokenizer.pad_id))}
+        specials = {
+            k: tokenizer.vocab[i]
+            for k, i in (("bos", tokenizer.bos_id), ("eos", tokenizer.eos_id), ("pad", tokenizer.pad_id))
+        }
         ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
         add_bos = True
     elif isinstance(tokenizer, SentencePieceTokenizer):
         body = sentencepiece_json(tokenizer.path)
         shutil.copyfile(tokenizer.path, out / "tokenizer.model")
         pieces = [p for p, _, _ in read_sp_model(tokenizer.path).pieces]
-        ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id,
-               "unk": tokenizer.unk_id}
+        ids = {
+            "bos": tokenizer.bos_id,
+            "eos": tokenizer.eos_id,
+            "pad": tokenizer.pad_id,
+            "unk": tokenizer.unk_id,
+        }
         ids = {k: (i if i >= 0 else None) for k, i in ids.items()}
         specials = {k: pieces[i] for k, i in ids.items() if i is not None}
         add_bos = False
     else:
         raise TypeError(f"cannot export a tokenizer of type {type(tokenizer).__name__}")
-    (out / "tokenizer.json").write_text(json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (out / "tokenizer.json").write_text(
+        json.dumps(body, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     names = {f"{k}_token": v for k, v in specials.items()}
     (out / "special_tokens_map.json").write_text(json.dumps(names, ensure_ascii=False, indent=2) + "\n")
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", **names, "add_bos_token": add_bos,
-              "add_eos_token": False, "clean_up_tokenization_spaces": False, "model_max_length": max_len}
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **names,
+        "add_bos_token": add_bos,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": max_len,
+    }
     (out / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n")
     return {k: ids.get(k) for k in ("bos", "eos", "pad")}

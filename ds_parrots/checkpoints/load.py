@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-import torch
-from ds_parrots.training.checkpoint import is_complete, resume_tag, tags
-from ds_parrots.checkpoints.tensors import check_against_model, load_tensors, model_shapes
-from ds_parrots.parallel.checkpoint_format import read_checkpoint
-from ds_parrots.errors import ConfigError
-from ds_parrots.config import ModelConfig
-from ds_parrots.checkpoints.hf_import import hf_metadata, hf_model_config, hf_state_dict, is_hf_folder
 
+import torch
+
+from ds_parrots.checkpoints.hf_import import hf_metadata, hf_model_config, hf_state_dict, is_hf_folder
+from ds_parrots.checkpoints.tensors import check_against_model, load_tensors, model_shapes
+from ds_parrots.config import ModelConfig
+from ds_parrots.errors import ConfigError
+from ds_parrots.parallel.checkpoint_format import read_checkpoint
+from ds_parrots.training.checkpoint import is_complete, resume_tag, tags
 
 FORMAT = "ds_parrots.consolidated"
 
@@ -37,25 +38,33 @@ def resolve(path: Path) -> tuple[Path, Path]:
         tag = resume_tag(path)
         if tag is None:
             named = (path / "latest").read_text().strip() if (path / "latest").is_file() else ""
-            raise ConfigError(f"{path} holds no complete checkpoint: {path / 'latest'} names {named!r}, which is "
-                              "missing or unfinished; write the name of a complete step directory into it, or pass "
-                              "that step directory itself")
+            raise ConfigError(
+                f"{path} holds no complete checkpoint: {path / 'latest'} names {named!r}, which is "
+                "missing or unfinished; write the name of a complete step directory into it, or pass "
+                "that step directory itself"
+            )
         return path / tag, path.parent
     if path.is_dir() and any(p.name.endswith("model_states.pt") for p in path.iterdir()):
         if not is_complete(path) and any(is_complete(path.parent / t) for t in tags(path.parent)):
-            raise ConfigError(f"{path} is an unfinished checkpoint (its save was interrupted: no "
-                              f"ds_parrots_complete.json); use {path.parent.parent} for the newest complete one")
+            raise ConfigError(
+                f"{path} is an unfinished checkpoint (its save was interrupted: no "
+                f"ds_parrots_complete.json); use {path.parent.parent} for the newest complete one"
+            )
         return path, path.parent.parent
-    raise ConfigError(f"{path} is neither a run directory (with checkpoints/latest) nor a checkpoint step "
-                      "directory (with *model_states.pt)")
+    raise ConfigError(
+        f"{path} is neither a run directory (with checkpoints/latest) nor a checkpoint step "
+        "directory (with *model_states.pt)"
+    )
 
 
 def run_metadata(run_dir: Path, tag_dir: Path) -> dict:
     """What an evaluation needs to rebuild the model and its inputs, from the run's config.json."""
     cfg_path = Path(run_dir) / "config.json"
     if not cfg_path.is_file():
-        raise ConfigError(f"{cfg_path} is missing: the checkpoint {tag_dir} cannot be read without the run's "
-                          "configuration (ds_parrots writes it when a run starts)")
+        raise ConfigError(
+            f"{cfg_path} is missing: the checkpoint {tag_dir} cannot be read without the run's "
+            "configuration (ds_parrots writes it when a run starts)"
+        )
     config = json.loads(cfg_path.read_text())
     for key in ("model", "train"):
         if key not in config:
@@ -66,29 +75,45 @@ def run_metadata(run_dir: Path, tag_dir: Path) -> dict:
     tokenizer = (config.get("data") or {}).get("tokenizer")
     if tokenizer is not None:
         tokenizer = str(Path(tokenizer).resolve())
-    return {"format": FORMAT, "version": VERSION, "model": config["model"], "moe_backend": moe.get("backend"),
-            "ep_size": moe.get("ep_size", 1), "zero_stage": config["train"].get("zero_stage"),
-            "precision": config["train"].get("precision"), "task_name": config.get("task_name"),
-            "task_config": config.get("task"), "tokenizer": tokenizer, "data": config.get("data"),
-            "step": step, "source": str(tag_dir.resolve()), "run_config": config}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": config["model"],
+        "moe_backend": moe.get("backend"),
+        "ep_size": moe.get("ep_size", 1),
+        "zero_stage": config["train"].get("zero_stage"),
+        "precision": config["train"].get("precision"),
+        "task_name": config.get("task_name"),
+        "task_config": config.get("task"),
+        "tokenizer": tokenizer,
+        "data": config.get("data"),
+        "step": step,
+        "source": str(tag_dir.resolve()),
+        "run_config": config,
+    }
 
 
 def model_config(meta: dict, source: Path) -> ModelConfig:
     try:
         return ModelConfig(**meta["model"])
     except (TypeError, KeyError, ConfigError) as e:
-        raise ConfigError(f"{source}: the saved model configuration is not one this ds_parrots can build ({e})") from None
+        raise ConfigError(
+            f"{source}: the saved model configuration is not one this ds_parrots can build ({e})"
+        ) from None
 
 
 def _read_sidecar(weights: Path) -> dict:
     side = sidecar_path(weights)
     if not side.is_file():
-        raise ConfigError(f"{weights}: its sidecar {side} is missing (it holds the model configuration); "
-                          "consolidate again or copy the .json next to the .safetensors")
+        raise ConfigError(
+            f"{weights}: its sidecar {side} is missing (it holds the model configuration); "
+            "consolidate again or copy the .json next to the .safetensors"
+        )
     meta = json.loads(side.read_text())
     if meta.get("format") != FORMAT:
-        raise ConfigError(f"{side} is not a ds_parrots consolidated-checkpoint sidecar (format "
-                          f"{meta.get('format')!r})")
+        raise ConfigError(
+            f"{side} is not a ds_parrots consolidated-checkpoint sidecar (format {meta.get('format')!r})"
+        )
     return meta
 
 

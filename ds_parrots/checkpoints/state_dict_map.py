@@ -66,26 +66,42 @@ _NATIVE_EXPERT = f"{_L}.mlp.moe.deepspeed_moe.experts.deepspeed_experts.[expert]
 _HF_EXPERT = f"{_L}.block_sparse_moe.experts.[expert]"
 
 MAP: tuple[Entry, ...] = (
-    Entry(f"{_L}.mlp.gate.weight", experts=False, layouts={
-        "hf": (Piece(f"{_L}.block_sparse_moe.gate.weight"),),
-        "native": (Piece(f"{_L}.mlp.moe.deepspeed_moe.gate.wg.weight"),),
-        "autoep": (Piece(f"{_L}.mlp.router.gate.weight"),),
-        "autoep_expert_files": (Piece(f"{_L}.mlp.router.gate.weight"),),
-    }),
-    Entry(f"{_L}.mlp.experts.gate_up_proj", experts=True, layouts={
-        "hf": (Piece(f"{_HF_EXPERT}.w1.weight", "gate"), Piece(f"{_HF_EXPERT}.w3.weight", "up")),
-        "native": (Piece(f"{_NATIVE_EXPERT}.gate_proj.weight", "gate"),
-                   Piece(f"{_NATIVE_EXPERT}.up_proj.weight", "up")),
-        "autoep": (Piece(f"{_L}.mlp.experts.w1", "gate"), Piece(f"{_L}.mlp.experts.w3", "up")),
-        "autoep_expert_files": (Piece(f"{_L}.mlp.experts.w1.[expert]", "gate"),
-                                Piece(f"{_L}.mlp.experts.w3.[expert]", "up")),
-    }),
-    Entry(f"{_L}.mlp.experts.down_proj", experts=True, layouts={
-        "hf": (Piece(f"{_HF_EXPERT}.w2.weight"),),
-        "native": (Piece(f"{_NATIVE_EXPERT}.down_proj.weight"),),
-        "autoep": (Piece(f"{_L}.mlp.experts.w2"),),
-        "autoep_expert_files": (Piece(f"{_L}.mlp.experts.w2.[expert]"),),
-    }),
+    Entry(
+        f"{_L}.mlp.gate.weight",
+        experts=False,
+        layouts={
+            "hf": (Piece(f"{_L}.block_sparse_moe.gate.weight"),),
+            "native": (Piece(f"{_L}.mlp.moe.deepspeed_moe.gate.wg.weight"),),
+            "autoep": (Piece(f"{_L}.mlp.router.gate.weight"),),
+            "autoep_expert_files": (Piece(f"{_L}.mlp.router.gate.weight"),),
+        },
+    ),
+    Entry(
+        f"{_L}.mlp.experts.gate_up_proj",
+        experts=True,
+        layouts={
+            "hf": (Piece(f"{_HF_EXPERT}.w1.weight", "gate"), Piece(f"{_HF_EXPERT}.w3.weight", "up")),
+            "native": (
+                Piece(f"{_NATIVE_EXPERT}.gate_proj.weight", "gate"),
+                Piece(f"{_NATIVE_EXPERT}.up_proj.weight", "up"),
+            ),
+            "autoep": (Piece(f"{_L}.mlp.experts.w1", "gate"), Piece(f"{_L}.mlp.experts.w3", "up")),
+            "autoep_expert_files": (
+                Piece(f"{_L}.mlp.experts.w1.[expert]", "gate"),
+                Piece(f"{_L}.mlp.experts.w3.[expert]", "up"),
+            ),
+        },
+    ),
+    Entry(
+        f"{_L}.mlp.experts.down_proj",
+        experts=True,
+        layouts={
+            "hf": (Piece(f"{_HF_EXPERT}.w2.weight"),),
+            "native": (Piece(f"{_NATIVE_EXPERT}.down_proj.weight"),),
+            "autoep": (Piece(f"{_L}.mlp.experts.w2"),),
+            "autoep_expert_files": (Piece(f"{_L}.mlp.experts.w2.[expert]"),),
+        },
+    ),
 )
 
 # Second names of a tensor that a layout's state dict repeats: AutoEP's layer registers its router under
@@ -96,7 +112,11 @@ DEEPSPEED_LAYOUTS = ("native", "autoep", "autoep_expert_files")
 
 
 def _regex(template: str) -> re.Pattern:
-    pattern = re.escape(template).replace(r"\[layer\]", r"(?P<layer>\d+)").replace(r"\[expert\]", r"(?P<expert>\d+)")
+    pattern = (
+        re.escape(template)
+        .replace(r"\[layer\]", r"(?P<layer>\d+)")
+        .replace(r"\[expert\]", r"(?P<expert>\d+)")
+    )
     return re.compile(f"^{pattern}$")
 
 
@@ -105,8 +125,10 @@ def _key(template: str, layer: str, expert: int | None = None) -> str:
 
 
 _OURS = [(_regex(e.ours), e) for e in MAP]
-_PIECES = {layout: [(_regex(p.key), e, p) for e in MAP for p in e.layouts[layout]]
-           for layout in DEEPSPEED_LAYOUTS + ("hf",)}
+_PIECES = {
+    layout: [(_regex(p.key), e, p) for e in MAP for p in e.layouts[layout]]
+    for layout in DEEPSPEED_LAYOUTS + ("hf",)
+}
 _ALIASES = {layout: [_regex(t) for t in ts] for layout, ts in ALIASES.items()}
 
 
@@ -117,8 +139,9 @@ def _match_ours(name: str):
     return None
 
 
-def _export(state: Mapping[str, torch.Tensor], layout: str, experts: range,
-            index_base: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
+def _export(
+    state: Mapping[str, torch.Tensor], layout: str, experts: range, index_base: int = 0
+) -> Iterator[tuple[str, torch.Tensor]]:
     """(layout key, tensor) for each of ours, in order; expert tensors keep `experts` only, numbered from
     index_base (a rank-local j = global - index_base)."""
     for name, t in state.items():
@@ -136,7 +159,7 @@ def _export(state: Mapping[str, torch.Tensor], layout: str, experts: range,
                     yield _key(p.key, layer, e - index_base), _part(t[e], p.part, entry, 0)
         else:
             for p in pieces:
-                yield _key(p.key, layer), _part(t[experts.start:experts.stop], p.part, entry, 1)
+                yield _key(p.key, layer), _part(t[experts.start : experts.stop], p.part, entry, 1)
 
 
 def _part(t: torch.Tensor, part: str, entry: Entry, dim: int) -> torch.Tensor:
@@ -150,8 +173,13 @@ class Collector:
     [E, ...] tensors, every expert of each must arrive. `source` names the input in errors; `dtype`, when
     given, converts each tensor as it arrives (the checkpoint readers want fp32)."""
 
-    def __init__(self, cfg: ModelConfig, layouts: Sequence[str], source: str = "the state dict",
-                 dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        layouts: Sequence[str],
+        source: str = "the state dict",
+        dtype: torch.dtype | None = None,
+    ):
         self.cfg, self.source, self.dtype = cfg, source, dtype
         self.pieces = [x for layout in layouts for x in _PIECES[layout]]
         self.aliases = [r for layout in layouts for r in _ALIASES.get(layout, ())]
@@ -165,7 +193,9 @@ class Collector:
         value = value.detach() if self.dtype is None else value.detach().to(self.dtype)
         if any(a.match(name) for a in self.aliases):
             return
-        found = next(((m, entry, piece) for regex, entry, piece in self.pieces if (m := regex.match(name))), None)
+        found = next(
+            ((m, entry, piece) for regex, entry, piece in self.pieces if (m := regex.match(name))), None
+        )
         if found is None:
             self.out[name] = value
             return
@@ -181,17 +211,21 @@ class Collector:
     def _place(self, ours: str, entry: Entry, part: str, value: torch.Tensor, start: int) -> None:
         e = self.cfg.num_experts
         if start + value.shape[0] > e:
-            raise ConfigError(f"{self.source} holds expert {start + value.shape[0] - 1} of {ours}, but the model has "
-                              f"{e} experts")
+            raise ConfigError(
+                f"{self.source} holds expert {start + value.shape[0] - 1} of {ours}, but the model has "
+                f"{e} experts"
+            )
         rows = value.shape[1]
         if ours not in self.experts:
             shape = (e, rows * len(entry.parts), *value.shape[2:])
             self.experts[ours] = (entry, torch.empty(shape, dtype=value.dtype))
         i = entry.parts.index(part) if part != "all" else 0
-        target = self.experts[ours][1][start:start + value.shape[0], i * rows:(i + 1) * rows]
+        target = self.experts[ours][1][start : start + value.shape[0], i * rows : (i + 1) * rows]
         if target.shape != value.shape:
-            raise ConfigError(f"{self.source}: a piece of {ours} has shape {tuple(value.shape[1:])}, unlike its "
-                              f"other pieces (per expert {tuple(target.shape[1:])})")
+            raise ConfigError(
+                f"{self.source}: a piece of {ours} has shape {tuple(value.shape[1:])}, unlike its "
+                f"other pieces (per expert {tuple(target.shape[1:])})"
+            )
         target.copy_(value)
         self.filled.setdefault((ours, part), set()).update(range(start, start + value.shape[0]))
 
@@ -204,7 +238,9 @@ class Collector:
                 missing = sorted(set(range(e)) - self.filled.get((ours, part), set()))
                 if missing:
                     what = f"{ours} ({part})" if part != "all" else ours
-                    raise ConfigError(f"{self.source} lacks experts {missing[:8]} of {what}: incomplete checkpoint")
+                    raise ConfigError(
+                        f"{self.source} lacks experts {missing[:8]} of {what}: incomplete checkpoint"
+                    )
             out[ours] = value
         if self.cfg.tie_embeddings and "lm_head.weight" not in out and "model.embed_tokens.weight" in out:
             # A tied head is saved once (HF drops it, DeepSpeed stores the shared tensor once); a copy, not
@@ -213,8 +249,9 @@ class Collector:
         return out
 
 
-def _collect(items: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig, layouts: Sequence[str],
-             **kwargs) -> dict[str, torch.Tensor]:
+def _collect(
+    items: Iterable[tuple[str, torch.Tensor]], cfg: ModelConfig, layouts: Sequence[str], **kwargs
+) -> dict[str, torch.Tensor]:
     c = Collector(cfg, layouts, **kwargs)
     for name, value in items:
         c.add(name, value)
@@ -232,8 +269,9 @@ def to_hf(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> Iterator[tuple
     return _export(dict(items), "hf", range(cfg.num_experts))
 
 
-def from_hf(state, cfg: ModelConfig, source: str = "the Hugging Face weights",
-            dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def from_hf(
+    state, cfg: ModelConfig, source: str = "the Hugging Face weights", dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """Ours from Hugging Face tensors (a mapping or (name, tensor) pairs): the Hub's per-expert w1/w3/w2,
     or transformers 5's fused experts.gate_up_proj / down_proj, which are ours already."""
     return _collect(_items(state), cfg, ("hf",), source=source, dtype=dtype)
@@ -245,8 +283,9 @@ def _local(cfg: ModelConfig, ep_size: int) -> int:
     return cfg.num_experts // ep_size
 
 
-def to_native(state: Mapping[str, torch.Tensor], cfg: ModelConfig, ep_size: int,
-              rank: int) -> dict[str, torch.Tensor]:
+def to_native(
+    state: Mapping[str, torch.Tensor], cfg: ModelConfig, ep_size: int, rank: int
+) -> dict[str, torch.Tensor]:
     """Ours renamed for DeepSpeed's native MoE layer on global rank `rank`: the router whole, and only that
     rank's L = E / ep_size experts, global (rank % ep_size) * L + j as deepspeed_experts.<j>. Tensors are
     views of ours."""
@@ -257,8 +296,9 @@ def to_native(state: Mapping[str, torch.Tensor], cfg: ModelConfig, ep_size: int,
     return dict(_export(state, "native", range(first, first + local), index_base=first))
 
 
-def from_native(rank_states: Sequence[Mapping[str, torch.Tensor]], cfg: ModelConfig,
-                ep_size: int) -> dict[str, torch.Tensor]:
+def from_native(
+    rank_states: Sequence[Mapping[str, torch.Tensor]], cfg: ModelConfig, ep_size: int
+) -> dict[str, torch.Tensor]:
     """Ours from the native layer's state dicts of ranks 0, 1, ... (at least ep_size of them: rank r holds
     experts from (r % ep_size) * L; ranks beyond ep_size repeat them)."""
     local = _local(cfg, ep_size)
@@ -274,8 +314,9 @@ def to_autoep(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, 
     return dict(_export(state, "autoep", range(cfg.num_experts)))
 
 
-def from_autoep(state: Mapping[str, torch.Tensor], cfg: ModelConfig,
-                first_expert: int = 0) -> dict[str, torch.Tensor]:
+def from_autoep(
+    state: Mapping[str, torch.Tensor], cfg: ModelConfig, first_expert: int = 0
+) -> dict[str, torch.Tensor]:
     """Ours from AutoEP names (its module, or per-expert file keys); stacked experts start at first_expert."""
     c = Collector(cfg, ("autoep", "autoep_expert_files"))
     for name, value in state.items():

@@ -1,5 +1,4 @@
-"""State dicts on disk: loading safetensors / torch files and checking them against a model's shapes.
-"""
+"""State dicts on disk: loading safetensors / torch files and checking them against a model's shapes."""
 
 from __future__ import annotations
 
@@ -11,7 +10,9 @@ from ds_parrots.config import ModelConfig
 from ds_parrots.errors import ConfigError
 
 
-def check_against_model(state: dict[str, torch.Tensor], expected: dict[str, torch.Size], source: Path) -> None:
+def check_against_model(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Size], source: Path
+) -> None:
     """Refuse a state dict whose tensors are not exactly the model's, naming the first mismatches."""
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -25,7 +26,9 @@ def check_against_model(state: dict[str, torch.Tensor], expected: dict[str, torc
         if wrong:
             k = wrong[0]
             parts.append(f"{k} has shape {tuple(state[k].shape)}, the model wants {tuple(expected[k])}")
-        raise ConfigError(f"{source} does not match the model configuration it was saved with: {'; '.join(parts)}")
+        raise ConfigError(
+            f"{source} does not match the model configuration it was saved with: {'; '.join(parts)}"
+        )
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -34,7 +37,9 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0][:200]}") from None
+        raise ConfigError(
+            f"{path} is not a readable safetensors file: {str(e).splitlines()[0][:200]}"
+        ) from None
 
 
 def model_shapes(model: ModelConfig) -> dict[str, torch.Size]:

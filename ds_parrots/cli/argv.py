@@ -1,5 +1,4 @@
-"""Argument lists as launchers and wrappers hand them over.
-"""
+"""Argument lists as launchers and wrappers hand them over."""
 
 from __future__ import annotations
 
@@ -14,8 +13,10 @@ def join_extras(argv: list[str]) -> list[str]:
         a = argv[i]
         if a == "--extra":
             if i + 1 == len(argv):
-                raise ConfigError('--extra needs a value: the train flags as one quoted string, e.g. --extra '
-                                  '"--train.steps 100"')
+                raise ConfigError(
+                    "--extra needs a value: the train flags as one quoted string, e.g. --extra "
+                    '"--train.steps 100"'
+                )
             extras.append(argv[i + 1])
             i += 2
             continue

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+
 import tyro
-from ds_parrots.errors import ConfigError
-from ds_parrots.checkpoints.load import consolidated_state
-from ds_parrots.checkpoints.load import model_config
+
 from ds_parrots.checkpoints.consolidate import save_consolidated
-from ds_parrots.checkpoints.load import sidecar_path
+from ds_parrots.checkpoints.load import consolidated_state, model_config, sidecar_path
+from ds_parrots.errors import ConfigError
 
 
 @dataclass
@@ -40,8 +40,9 @@ class ConsolidateArgs:
 def main(argv: list[str]) -> int:
     import time
 
-    args = tyro.cli(ConsolidateArgs, args=argv, prog="ds-parrots consolidate",
-                    description=ConsolidateArgs.__doc__)
+    args = tyro.cli(
+        ConsolidateArgs, args=argv, prog="ds-parrots consolidate", description=ConsolidateArgs.__doc__
+    )
     start = time.perf_counter()
     if not args.overwrite and Path(args.out).exists():
         raise ConfigError(f"{args.out} exists; pass --overwrite to replace it")
@@ -51,8 +52,10 @@ def main(argv: list[str]) -> int:
     meta["params"] = count_params(model_config(meta, args.checkpoint)).as_dict()
     save_consolidated(state, meta, args.out, args.overwrite)
     numel = sum(v.numel() for v in state.values())
-    print(f"consolidated {meta['source']} (step {meta['step']}, ZeRO-{meta['zero_stage']}, "
-          f"{meta['moe_backend'] or 'dense'}{', ep ' + str(meta['ep_size']) if meta['moe_backend'] else ''}) "
-          f"-> {args.out} ({len(state)} tensors, {numel:,} fp32 values) and {sidecar_path(args.out)} in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"consolidated {meta['source']} (step {meta['step']}, ZeRO-{meta['zero_stage']}, "
+        f"{meta['moe_backend'] or 'dense'}{', ep ' + str(meta['ep_size']) if meta['moe_backend'] else ''}) "
+        f"-> {args.out} ({len(state)} tensors, {numel:,} fp32 values) and {sidecar_path(args.out)} in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     return 0

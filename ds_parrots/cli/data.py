@@ -1,5 +1,4 @@
-"""`ds-parrots tokenizer train` and `ds-parrots prepare`.
-"""
+"""`ds-parrots tokenizer train` and `ds-parrots prepare`."""
 
 from __future__ import annotations
 
@@ -71,8 +70,11 @@ def parse_args(cls, argv: list[str], prog: str):
 
 def tokenizer_command(argv: list[str]) -> int:
     if argv[:1] != ["train"]:
-        print("usage: ds-parrots tokenizer train --input F [F ...] --output PREFIX [flags]  ('train --help' lists "
-              "the flags)", file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
+        print(
+            "usage: ds-parrots tokenizer train --input F [F ...] --output PREFIX [flags]  ('train --help' lists "
+            "the flags)",
+            file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr,
+        )
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     import time
 
@@ -80,12 +82,22 @@ def tokenizer_command(argv: list[str]) -> int:
 
     args = parse_args(TokenizerTrainArgs, argv[1:], "ds-parrots tokenizer train")
     start = time.perf_counter()
-    model = train_sentencepiece(args.input, args.output, args.vocab_size, args.model_type, args.text_field,
-                                args.num_threads, args.input_sentence_size, args.character_coverage,
-                                args.byte_fallback)
+    model = train_sentencepiece(
+        args.input,
+        args.output,
+        args.vocab_size,
+        args.model_type,
+        args.text_field,
+        args.num_threads,
+        args.input_sentence_size,
+        args.character_coverage,
+        args.byte_fallback,
+    )
     tok = SentencePieceTokenizer(model)
-    print(f"trained {tok.vocab_size}-piece {args.model_type} tokenizer in {time.perf_counter() - start:.1f} s: "
-          f"{model} (unk={tok.unk_id} bos={tok.bos_id} eos={tok.eos_id}, no pad)")
+    print(
+        f"trained {tok.vocab_size}-piece {args.model_type} tokenizer in {time.perf_counter() - start:.1f} s: "
+        f"{model} (unk={tok.unk_id} bos={tok.bos_id} eos={tok.eos_id}, no pad)"
+    )
     return 0
 
 
@@ -102,11 +114,21 @@ def prepare_command(argv: list[str]) -> int:
     # A scheduler's SIGTERM would otherwise kill us with no cleanup, leaving GBs of temporary files.
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        prepare(args.input, args.text_field, args.tokenizer, args.output, num_proc=args.num_proc,
-                skip_empty=args.skip_empty, overwrite=args.overwrite, cache_dir=args.cache_dir)
+        prepare(
+            args.input,
+            args.text_field,
+            args.tokenizer,
+            args.output,
+            num_proc=args.num_proc,
+            skip_empty=args.skip_empty,
+            overwrite=args.overwrite,
+            cache_dir=args.cache_dir,
+        )
     except KeyboardInterrupt:
-        print(f"error: interrupted; nothing written to {args.output} (an existing pair there is unchanged)",
-              file=sys.stderr)
+        print(
+            f"error: interrupted; nothing written to {args.output} (an existing pair there is unchanged)",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

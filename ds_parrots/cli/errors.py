@@ -9,7 +9,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ds_parrots.errors import ConfigError, RunAborted
 

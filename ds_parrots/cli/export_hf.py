@@ -1,18 +1,16 @@
-"""`ds-parrots export-hf`: any checkpoint -> a Hugging Face Mistral / Mixtral folder.
-"""
+"""`ds-parrots export-hf`: any checkpoint -> a Hugging Face Mistral / Mixtral folder."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
+
 import tyro
+
+from ds_parrots.checkpoints.hf_export import DTYPES, _check_out_dir, export_hf, hf_tensors
+from ds_parrots.config import ModelConfig, MoEConfig
 from ds_parrots.errors import ConfigError
-from ds_parrots.config import MoEConfig, ModelConfig
-from ds_parrots.checkpoints.hf_export import DTYPES
-from ds_parrots.checkpoints.hf_export import _check_out_dir
-from ds_parrots.checkpoints.hf_export import export_hf
-from ds_parrots.checkpoints.hf_export import hf_tensors
 
 
 @dataclass
@@ -45,8 +43,10 @@ def task_tokenizer(name: str, task_config):
         try:
             task_config = config_type(**task_config)
         except TypeError as e:
-            raise ConfigError(f"the run's {name} task configuration is not one this ds_parrots can build ({e}); "
-                              "its tokenizer cannot be rebuilt") from None
+            raise ConfigError(
+                f"the run's {name} task configuration is not one this ds_parrots can build ({e}); "
+                "its tokenizer cannot be rebuilt"
+            ) from None
     return build_task(name, task_config).tokenizer
 
 
@@ -57,8 +57,9 @@ def main(argv: list[str]) -> int:
     from ds_parrots.checkpoints.load import consolidated_state
     from ds_parrots.tasks import TASKS
 
-    args = tyro.cli(ExportArgs, args=argv, prog="ds-parrots export-hf",
-                    description=inspect.cleandoc(ExportArgs.__doc__))
+    args = tyro.cli(
+        ExportArgs, args=argv, prog="ds-parrots export-hf", description=inspect.cleandoc(ExportArgs.__doc__)
+    )
     start = time.perf_counter()
     _check_out_dir(args.out, args.overwrite)  # before the (slow) checkpoint read
     state, meta = consolidated_state(args.checkpoint)
@@ -69,14 +70,29 @@ def main(argv: list[str]) -> int:
     else:
         tokenizer = args.tokenizer or meta.get("tokenizer")
         if tokenizer is not None and not Path(tokenizer).is_file():
-            raise ConfigError(f"the run's tokenizer {tokenizer} does not exist; pass --tokenizer PATH to the "
-                              "sentencepiece .model it was trained with")
-    moe = ((meta.get("run_config") or {}).get("moe") or {})
-    export_hf(state, cfg, args.out, tokenizer, DTYPES[args.dtype], args.overwrite,
-              router_aux_loss_coef=moe.get("aux_loss_coef", MoEConfig.aux_loss_coef))
+            raise ConfigError(
+                f"the run's tokenizer {tokenizer} does not exist; pass --tokenizer PATH to the "
+                "sentencepiece .model it was trained with"
+            )
+    moe = (meta.get("run_config") or {}).get("moe") or {}
+    export_hf(
+        state,
+        cfg,
+        args.out,
+        tokenizer,
+        DTYPES[args.dtype],
+        args.overwrite,
+        router_aux_loss_coef=moe.get("aux_loss_coef", MoEConfig.aux_loss_coef),
+    )
     arch = "MixtralForCausalLM" if cfg.is_moe else "MistralForCausalLM"
     numel = sum(t.numel() for _, t in hf_tensors(state, cfg))
-    what = f"{task} symbols" if task in TASKS else (f"sentencepiece {Path(tokenizer).name}" if tokenizer else None)
-    print(f"exported {args.checkpoint} -> {args.out} ({arch}, {numel:,} {args.dtype} parameters, tokenizer: "
-          f"{what or 'none (the run names none; pass --tokenizer)'}) in {time.perf_counter() - start:.1f} s")
+    what = (
+        f"{task} symbols"
+        if task in TASKS
+        else (f"sentencepiece {Path(tokenizer).name}" if tokenizer else None)
+    )
+    print(
+        f"exported {args.checkpoint} -> {args.out} ({arch}, {numel:,} {args.dtype} parameters, tokenizer: "
+        f"{what or 'none (the run names none; pass --tokenizer)'}) in {time.perf_counter() - start:.1f} s"
+    )
     return 0

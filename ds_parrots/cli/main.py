@@ -26,21 +26,26 @@ from __future__ import annotations
 
 import sys
 from typing import Optional
-from ds_parrots.config import PRESETS, ModelConfig, preset_model
-from ds_parrots.cli.errors import run_command
+
 from ds_parrots.cli.data import DATA_COMMANDS
+from ds_parrots.cli.errors import run_command
+from ds_parrots.config import PRESETS, ModelConfig, preset_model
 
 
 def presets_table(vocab_size: Optional[int] = None) -> str:
     from ds_parrots.models.counting import count_params, human
 
-    rows = [f"{'preset':<24} {'L':>3} {'d':>5} {'heads':>7} {'experts':>8} {'vocab':>6} {'total':>8} {'active':>8}"]
+    rows = [
+        f"{'preset':<24} {'L':>3} {'d':>5} {'heads':>7} {'experts':>8} {'vocab':>6} {'total':>8} {'active':>8}"
+    ]
     for name in PRESETS:
         # Paper presets fix their 32k vocabulary; the others take --vocab-size (default 32k).
         cfg = preset_model(name, ModelConfig(vocab_size=vocab_size or 32000))
         c = count_params(cfg)
-        rows.append(f"{name:<24} {cfg.n_layers:>3} {cfg.d_model:>5} {cfg.n_heads:>3}/{cfg.kv_heads:<3} "
-                    f"{cfg.num_experts:>8} {cfg.vocab_size:>6} {human(c.total):>8} {human(c.active):>8}")
+        rows.append(
+            f"{name:<24} {cfg.n_layers:>3} {cfg.d_model:>5} {cfg.n_heads:>3}/{cfg.kv_heads:<3} "
+            f"{cfg.num_experts:>8} {cfg.vocab_size:>6} {human(c.total):>8} {human(c.active):>8}"
+        )
     return "\n".join(rows)
 
 
@@ -48,9 +53,13 @@ USAGE = __doc__
 
 
 # Commands that live in their own module, each with `main(argv) -> int` (parsing its own flags).
-MODULE_COMMANDS = {"topology": "ds_parrots.cli.topology", "sweep": "ds_parrots.cli.sweep",
-                   "consolidate": "ds_parrots.cli.consolidate", "export-hf": "ds_parrots.cli.export_hf",
-                   "reproduce": "ds_parrots.cli.reproduce"}
+MODULE_COMMANDS = {
+    "topology": "ds_parrots.cli.topology",
+    "sweep": "ds_parrots.cli.sweep",
+    "consolidate": "ds_parrots.cli.consolidate",
+    "export-hf": "ds_parrots.cli.export_hf",
+    "reproduce": "ds_parrots.cli.reproduce",
+}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -68,8 +77,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if rest[:1] == ["--vocab-size"] and len(rest) == 2 and rest[1].isdigit():
             vocab = int(rest[1])
         elif rest:
-            print(f"error: ds-parrots presets: unexpected {' '.join(rest)!r}; it takes only --vocab-size N, a "
-                  "whole number (sizes are at the 32k vocabulary unless given)", file=sys.stderr)
+            print(
+                f"error: ds-parrots presets: unexpected {' '.join(rest)!r}; it takes only --vocab-size N, a "
+                "whole number (sizes are at the 32k vocabulary unless given)",
+                file=sys.stderr,
+            )
             return 2
         print(presets_table(vocab))
         print("\nSynthetic tasks set the vocabulary from their tokenizer; sizes above use the vocab shown.")
@@ -81,8 +93,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if cmd in DATA_COMMANDS:
         return run_command(lambda: DATA_COMMANDS[cmd](rest))
     commands = ["train", "presets", *DATA_COMMANDS, *MODULE_COMMANDS]
-    print(f"error: unknown command {cmd!r}; commands: {', '.join(commands)} (ds-parrots --help describes them)",
-          file=sys.stderr)
+    print(
+        f"error: unknown command {cmd!r}; commands: {', '.join(commands)} (ds-parrots --help describes them)",
+        file=sys.stderr,
+    )
     return 2
 
 

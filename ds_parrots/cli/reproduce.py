@@ -1,5 +1,4 @@
-"""`ds-parrots reproduce`: a whole experiment of the paper, grid to figure.
-"""
+"""`ds-parrots reproduce`: a whole experiment of the paper, grid to figure."""
 
 from __future__ import annotations
 
@@ -7,13 +6,12 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
+
 import tyro
+
 from ds_parrots.errors import ConfigError
+from ds_parrots.reproduce.experiments import _header, _phonebook, _points, _shortest_path
 from ds_parrots.reproduce.scales import EXPERIMENTS
-from ds_parrots.reproduce.experiments import _header
-from ds_parrots.reproduce.experiments import _phonebook
-from ds_parrots.reproduce.experiments import _points
-from ds_parrots.reproduce.experiments import _shortest_path
 
 
 @dataclass
@@ -73,8 +71,12 @@ class ReproduceArgs:
 def parse_args(argv: list[str]) -> ReproduceArgs:
     from ds_parrots.cli.argv import join_extras  # `--extra "--flag v"` as the sweep takes it
 
-    return tyro.cli(ReproduceArgs, args=join_extras(argv), prog="ds-parrots reproduce",
-                    description=inspect.cleandoc(ReproduceArgs.__doc__))
+    return tyro.cli(
+        ReproduceArgs,
+        args=join_extras(argv),
+        prog="ds-parrots reproduce",
+        description=inspect.cleandoc(ReproduceArgs.__doc__),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -91,8 +93,9 @@ def main(argv: list[str]) -> int:
     root = Path(args.out_dir) / f"{args.experiment}-{args.scale}"
     grid = f"reproduce-{args.experiment}-{args.scale}"
     points = _points(args, exp, epochs)
-    defaults = exp.train_args + (("--train.cache-dir", str(root / "cache")) if args.experiment == "shortest-path"
-                                 else ())
+    defaults = exp.train_args + (
+        ("--train.cache-dir", str(root / "cache")) if args.experiment == "shortest-path" else ()
+    )
     runs = plan_runs(grid, exp.description, points, defaults, args.num_gpus, args.ep_size, args.extra, root)
     if args.dry_run:
         print(_header(args, exp, epochs, runs, None))
@@ -102,10 +105,18 @@ def main(argv: list[str]) -> int:
     if args.emit == "slurm":
         print(_header(args, exp, epochs, runs, None))
         write_plan(root, grid, args.num_gpus, list(runs.values()), description=exp.description)
-        emit_slurm(root, grid, args.num_gpus, args.sbatch, list(runs.values()),
-                   command=f"ds-parrots reproduce {args.experiment} --scale {args.scale} --emit slurm")
-        print(f"when the jobs are done: ds-parrots reproduce {args.experiment} --scale {args.scale} "
-              f"--out-dir {args.out_dir} (collects the summary and figure; trains nothing that finished)")
+        emit_slurm(
+            root,
+            grid,
+            args.num_gpus,
+            args.sbatch,
+            list(runs.values()),
+            command=f"ds-parrots reproduce {args.experiment} --scale {args.scale} --emit slurm",
+        )
+        print(
+            f"when the jobs are done: ds-parrots reproduce {args.experiment} --scale {args.scale} "
+            f"--out-dir {args.out_dir} (collects the summary and figure; trains nothing that finished)"
+        )
         return 0
     check_finished_runs(runs)
     with omp_threads(args.num_gpus) as threads:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
+
 import tyro
-from ds_parrots.errors import ConfigError
+
 from ds_parrots.cli.argv import join_extras
+from ds_parrots.errors import ConfigError
 
 
 @dataclass
@@ -60,8 +62,12 @@ class SweepArgs:
 def parse_args(argv: list[str]) -> SweepArgs:
     import inspect
 
-    return tyro.cli(SweepArgs, args=join_extras(argv), prog="ds-parrots sweep",
-                    description=inspect.cleandoc(SweepArgs.__doc__))
+    return tyro.cli(
+        SweepArgs,
+        args=join_extras(argv),
+        prog="ds-parrots sweep",
+        description=inspect.cleandoc(SweepArgs.__doc__),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -81,8 +87,10 @@ def main(argv: list[str]) -> int:
     print(f"{args.grid}: {len(runs)} runs ({grid.description}), {args.gpus} process(es) each")
     width = max(len(r.name) for r in runs)
     for r in runs:
-        print(f"{r.name:<{width}}  total {human(r.params['total']):>7}  active {human(r.params['active']):>7}\n"
-              f"    {r.command}")
+        print(
+            f"{r.name:<{width}}  total {human(r.params['total']):>7}  active {human(r.params['active']):>7}\n"
+            f"    {r.command}"
+        )
     write_plan(out, args.grid, args.gpus, runs)
     print(f"wrote {out / 'manifest.json'} and {len(runs)} DeepSpeed configs in {out / 'configs'}")
     if args.emit == "slurm":

@@ -1,10 +1,8 @@
-"""`ds-parrots topology`: the world / expert / data-parallel sizes a launch gets.
-"""
+"""`ds-parrots topology`: the world / expert / data-parallel sizes a launch gets."""
 
 from __future__ import annotations
 
 from ds_parrots.parallel.topology import TopologyArgs, describe_machines, machines, resolve
-
 
 
 def main(argv: list[str]) -> int:
@@ -13,14 +11,17 @@ def main(argv: list[str]) -> int:
 
     import tyro
 
-    own, train_argv = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    args = tyro.cli(TopologyArgs, args=own, prog="ds-parrots topology",
-                    description=inspect.cleandoc(TopologyArgs.__doc__))
+    own, train_argv = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    args = tyro.cli(
+        TopologyArgs, args=own, prog="ds-parrots topology", description=inspect.cleandoc(TopologyArgs.__doc__)
+    )
     hosts = machines(args, os.environ)
     if not train_argv:
         # Machines only: nothing to say about experts or batches.
-        print(f"topology: {describe_machines(hosts)} (add `-- <subcommand> [train flags]` for the parallel "
-              "sizes and batch)")
+        print(
+            f"topology: {describe_machines(hosts)} (add `-- <subcommand> [train flags]` for the parallel "
+            "sizes and batch)"
+        )
         return 0
     from ds_parrots.cli.train import parse
 

@@ -12,13 +12,13 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Optional, Union
+
 from ds_parrots.cli.argv import strip_local_rank
 from ds_parrots.cli.errors import run_command
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset_model
 from ds_parrots.tasks.phonebook import PhonebookConfig
 from ds_parrots.tasks.shortest_path import ShortestPathConfig
 from ds_parrots.tasks.two_hop import TwoHopConfig
-
 
 
 @dataclass
@@ -52,14 +52,20 @@ class PretrainRun(RunConfig):
 
     data: DataConfig = field(default_factory=DataConfig)
     """The mixture, sequence length and held-out validation set."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=60_000, global_batch=512, micro_batch=8,
-                                                                   eval_every=1000, eval_batch=8,
-                                                                   save_every=1000))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=60_000, global_batch=512, micro_batch=8, eval_every=1000, eval_batch=8, save_every=1000
+        )
+    )
     """Batching, precision, ZeRO, checkpoints and logging (paper defaults: 60,000 steps of 512 sequences)."""
 
 
-SUBCOMMANDS = {"phonebook": PhonebookRun, "shortest-path": ShortestPathRun, "two-hop": TwoHopRun,
-               "pretrain": PretrainRun}
+SUBCOMMANDS = {
+    "phonebook": PhonebookRun,
+    "shortest-path": ShortestPathRun,
+    "two-hop": TwoHopRun,
+    "pretrain": PretrainRun,
+}
 
 
 def _preset_from_argv(argv: list[str]) -> Optional[str]:
@@ -84,7 +90,9 @@ def parse(argv: list[str]):
     run = tyro.cli(Union[tuple(choices)], args=argv, description=__doc__)
     # Not a config field (config.json keeps its shape): whether --model.max-seq-len was given, so that the
     # recipe keeps it instead of sizing the model to the data (config.model.fit_sequence_length).
-    run.max_seq_len_given = any(a.split("=", 1)[0] in ("--model.max-seq-len", "--model.max_seq_len") for a in argv)
+    run.max_seq_len_given = any(
+        a.split("=", 1)[0] in ("--model.max-seq-len", "--model.max_seq_len") for a in argv
+    )
     return run
 
 

@@ -12,5 +12,14 @@ from ds_parrots.config.optim import OptimConfig
 from ds_parrots.config.run import RunConfig
 from ds_parrots.config.train import TrainConfig
 
-__all__ = ["DataConfig", "ModelConfig", "MoEConfig", "OptimConfig", "PRESETS", "RunConfig", "TrainConfig",
-           "preset_model", "shipped_file"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "MoEConfig",
+    "OptimConfig",
+    "PRESETS",
+    "RunConfig",
+    "TrainConfig",
+    "preset_model",
+    "shipped_file",
+]

@@ -1,10 +1,10 @@
-"""Pre-training data: the mixture and sequence length.
-"""
+"""Pre-training data: the mixture and sequence length."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+
 from ds_parrots.errors import ConfigError
 
 

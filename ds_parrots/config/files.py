@@ -1,5 +1,4 @@
-"""Files shipped with the package (ds_configs/: DeepSpeed templates, mixtures).
-"""
+"""Files shipped with the package (ds_configs/: DeepSpeed templates, mixtures)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""The model's architecture and the named presets that fill it.
-"""
+"""The model's architecture and the named presets that fill it."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional
+
 from ds_parrots.errors import ConfigError
 
 
@@ -45,21 +45,38 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # ffn_dim / n_kv_heads stay None when unset (resolved by the properties below), so that a flag
         # like --model.d-model still moves the FFN size with it.
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "num_experts",
-                     "top_k", "max_seq_len"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "ffn_dim",
+            "num_experts",
+            "top_k",
+            "max_seq_len",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--model.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
         if self.d_model % self.n_heads:
-            raise ConfigError(f"--model.d-model={self.d_model} is not divisible by --model.n-heads={self.n_heads}; "
-                              "choose heads that divide the width")
+            raise ConfigError(
+                f"--model.d-model={self.d_model} is not divisible by --model.n-heads={self.n_heads}; "
+                "choose heads that divide the width"
+            )
         if (self.d_model // self.n_heads) % 2:
-            raise ConfigError(f"head size {self.d_model // self.n_heads} (d-model / n-heads) must be even for rotary "
-                              "embeddings; change --model.n-heads")
+            raise ConfigError(
+                f"head size {self.d_model // self.n_heads} (d-model / n-heads) must be even for rotary "
+                "embeddings; change --model.n-heads"
+            )
         if self.n_heads % self.kv_heads:
-            raise ConfigError(f"--model.n-kv-heads={self.kv_heads} must divide --model.n-heads={self.n_heads}")
+            raise ConfigError(
+                f"--model.n-kv-heads={self.kv_heads} must divide --model.n-heads={self.n_heads}"
+            )
         if self.is_moe and self.top_k > self.num_experts:
-            raise ConfigError(f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}; lower "
-                              "--model.top-k or raise --model.num-experts")
+            raise ConfigError(
+                f"--model.top-k={self.top_k} exceeds --model.num-experts={self.num_experts}; lower "
+                "--model.top-k or raise --model.num-experts"
+            )
 
     @property
     def is_moe(self) -> bool:
@@ -89,7 +106,9 @@ def _preset(d: int, experts: int, layers: int, vocab: Optional[int]) -> dict:
     heads = _heads(d)
     # Mistral-style grouped-query attention, 4 query heads per key/value head where heads allow it.
     kv = max(1, heads // 4)
-    out = dict(d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, ffn_dim=None, num_experts=experts, top_k=2)
+    out = dict(
+        d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, ffn_dim=None, num_experts=experts, top_k=2
+    )
     if vocab is not None:
         out["vocab_size"] = vocab
     return out
@@ -110,8 +129,9 @@ def _build_presets() -> dict[str, dict]:
             presets[f"paper-moe-d{d}-e{e}"] = _preset(d, e, layers=20, vocab=32000)
     # Small models that train on a CPU in minutes (README quick start, tests).
     presets["tiny-dense"] = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, num_experts=1)
-    presets["tiny-moe"] = dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, num_experts=8,
-                               top_k=2)
+    presets["tiny-moe"] = dict(
+        d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, num_experts=8, top_k=2
+    )
     return presets
 
 
@@ -122,8 +142,9 @@ def preset_model(name: str, base: Optional[ModelConfig] = None) -> ModelConfig:
     """The ModelConfig of a named preset (on top of `base`, whose other fields are kept)."""
     if name not in PRESETS:
         close = [p for p in PRESETS if name.split("-")[0] in p][:6] or list(PRESETS)[:6]
-        raise ConfigError(f"unknown preset {name!r}; known presets include {', '.join(close)} "
-                          "(see `ds-parrots presets`)")
+        raise ConfigError(
+            f"unknown preset {name!r}; known presets include {', '.join(close)} (see `ds-parrots presets`)"
+        )
     base = base or ModelConfig()
     return dataclasses.replace(base, **PRESETS[name])
 
@@ -134,6 +155,8 @@ def fit_sequence_length(model: ModelConfig, needed: int, given: bool, what: str)
     if not given:
         return dataclasses.replace(model, max_seq_len=needed)
     if model.max_seq_len < needed:
-        raise ConfigError(f"--model.max-seq-len={model.max_seq_len} is shorter than {what} ({needed} tokens); "
-                          "raise it, or drop the flag to use exactly that length")
+        raise ConfigError(
+            f"--model.max-seq-len={model.max_seq_len} is shorter than {what} ({needed} tokens); "
+            "raise it, or drop the flag to use exactly that length"
+        )
     return model

@@ -1,10 +1,10 @@
-"""How MoE layers run: backend, expert parallelism, capacity and router losses.
-"""
+"""How MoE layers run: backend, expert parallelism, capacity and router losses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Optional
+
 from ds_parrots.errors import ConfigError
 
 
@@ -43,4 +43,6 @@ class MoEConfig:
         if self.aux_loss_coef < 0 or self.z_loss_coef < 0:
             raise ConfigError("--moe.aux-loss-coef and --moe.z-loss-coef must be >= 0")
         if self.capacity_factor is not None and self.capacity_factor <= 0:
-            raise ConfigError(f"--moe.capacity-factor={self.capacity_factor} must be > 0 (or omitted: dropless)")
+            raise ConfigError(
+                f"--moe.capacity-factor={self.capacity_factor} must be > 0 (or omitted: dropless)"
+            )

@@ -1,9 +1,9 @@
-"""AdamW and the learning-rate schedule.
-"""
+"""AdamW and the learning-rate schedule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from ds_parrots.errors import ConfigError
 
 

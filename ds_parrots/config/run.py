@@ -1,12 +1,12 @@
-"""The sections every training subcommand shares.
-"""
+"""The sections every training subcommand shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
-from ds_parrots.config.moe import MoEConfig
+
 from ds_parrots.config.model import ModelConfig
+from ds_parrots.config.moe import MoEConfig
 from ds_parrots.config.optim import OptimConfig
 from ds_parrots.config.train import TrainConfig
 

@@ -35,8 +35,16 @@ VERSION = 1
 HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, sequence count, document count
 # Megatron-LM's DType enum. Codes 6 and 7 differ between forks (Megatron-DeepSpeed reads both as
 # float64); token files only ever use the integer codes, on which every fork agrees.
-DTYPE_CODES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32,
-               8: np.uint16}
+DTYPE_CODES = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.float32,
+    8: np.uint16,
+}
 CODE_OF = {np.dtype(t): code for code, t in DTYPE_CODES.items()}
 # Sequences per chunk when reading the index back: ~30 MiB of RAM whatever the corpus size.
 CHUNK = 1 << 20
@@ -94,8 +102,10 @@ class IndexedWriter:
             self._bin = open(self._bin_tmp, "wb")
             self._idx = open(self._idx_tmp, "wb")
         except OSError as e:
-            raise DataError(f"cannot write token file '{e.filename}': {e.strerror}; check that the output "
-                            "directory is writable") from e
+            raise DataError(
+                f"cannot write token file '{e.filename}': {e.strerror}; check that the output "
+                "directory is writable"
+            ) from e
         # Placeholder header: the counts are known only at finalize, which rewrites it.
         self._idx.write(bytes(HEADER.size))
 
@@ -126,18 +136,24 @@ class IndexedWriter:
         tokens = np.asarray(tokens)
         where = f"document {self._num_documents} for '{self.bin_path}'"
         if tokens.ndim != 1 or (tokens.size and tokens.dtype.kind not in "iu"):
-            raise DataError(f"{where} must be a 1-D array of integer token ids, got shape {tokens.shape} "
-                            f"dtype {tokens.dtype}; check the tokenizer output")
+            raise DataError(
+                f"{where} must be a 1-D array of integer token ids, got shape {tokens.shape} "
+                f"dtype {tokens.dtype}; check the tokenizer output"
+            )
         if tokens.size == 0:
             raise DataError(f"{where} is empty; skip empty documents before writing them")
         if tokens.size > INT32_MAX:
-            raise DataError(f"{where} has {tokens.size} tokens, more than the index's int32 lengths hold; "
-                            "split it into smaller documents")
+            raise DataError(
+                f"{where} has {tokens.size} tokens, more than the index's int32 lengths hold; "
+                "split it into smaller documents"
+            )
         low, high = int(tokens.min()), int(tokens.max())
         if low < self._info.min or high > self._info.max:
-            raise DataError(f"{where} has token ids in [{low}, {high}], outside {self.dtype}'s "
-                            f"[{self._info.min}, {self._info.max}]; pick the dtype with dtype_for_vocab(vocab_size) "
-                            "of the tokenizer that produced the ids")
+            raise DataError(
+                f"{where} has token ids in [{low}, {high}], outside {self.dtype}'s "
+                f"[{self._info.min}, {self._info.max}]; pick the dtype with dtype_for_vocab(vocab_size) "
+                "of the tokenizer that produced the ids"
+            )
         self._bin.write(np.ascontiguousarray(tokens, dtype=self.dtype.newbyteorder("<")).data)
         self._idx.write(struct.pack("<i", tokens.size))
         self._num_documents += 1
@@ -152,25 +168,31 @@ class IndexedWriter:
         self._check_open()
         sizes = np.asarray(sizes)
         if sizes.ndim != 1 or (sizes.size and sizes.dtype.kind not in "iu"):
-            raise DataError(f"sizes for '{bin_part}' must be a 1-D integer array, got shape {sizes.shape} "
-                            f"dtype {sizes.dtype}")
+            raise DataError(
+                f"sizes for '{bin_part}' must be a 1-D integer array, got shape {sizes.shape} "
+                f"dtype {sizes.dtype}"
+            )
         if sizes.size and (sizes.min() < 1 or sizes.max() > INT32_MAX):
-            raise DataError(f"sizes for '{bin_part}' must lie in [1, {INT32_MAX}], got [{sizes.min()}, "
-                            f"{sizes.max()}]; empty documents are not stored")
+            raise DataError(
+                f"sizes for '{bin_part}' must lie in [1, {INT32_MAX}], got [{sizes.min()}, "
+                f"{sizes.max()}]; empty documents are not stored"
+            )
         total = int(sizes.sum(dtype=np.int64))
         expected = total * self.dtype.itemsize
         with open(bin_part, "rb") as src:
             actual = os.fstat(src.fileno()).st_size
             if actual != expected:
-                raise DataError(f"'{bin_part}' is {actual} bytes but its {sizes.size} documents of {total} "
-                                f"{self.dtype} tokens need {expected}; the part is truncated or from another run, "
-                                f"{AGAIN}")
+                raise DataError(
+                    f"'{bin_part}' is {actual} bytes but its {sizes.size} documents of {total} "
+                    f"{self.dtype} tokens need {expected}; the part is truncated or from another run, "
+                    f"{AGAIN}"
+                )
             start = self._bin.tell()
             shutil.copyfileobj(src, self._bin, 16 << 20)
         if self._bin.tell() - start != expected:
             raise DataError(f"'{bin_part}' changed while it was being appended to '{self.bin_path}'; {AGAIN}")
         for i in range(0, sizes.size, CHUNK):
-            self._idx.write(sizes[i:i + CHUNK].astype("<i4").tobytes())
+            self._idx.write(sizes[i : i + CHUNK].astype("<i4").tobytes())
         self._num_documents += sizes.size
         self._num_tokens += total
 
@@ -250,48 +272,64 @@ class IndexedDataset:
         if not idx.is_file():
             tmp = Path(f"{idx}.tmp")
             found = f" ('{tmp.name}' is there: an interrupted prepare)" if tmp.exists() else ""
-            raise DataError(f"token index '{idx}' does not exist{found}; an interrupted prepare leaves only *.tmp "
-                            f"files, which are never read; {AGAIN}")
+            raise DataError(
+                f"token index '{idx}' does not exist{found}; an interrupted prepare leaves only *.tmp "
+                f"files, which are never read; {AGAIN}"
+            )
         if not self.bin_path.is_file():
-            raise DataError(f"token file '{self.bin_path}' does not exist beside its index '{idx.name}'; {AGAIN}")
+            raise DataError(
+                f"token file '{self.bin_path}' does not exist beside its index '{idx.name}'; {AGAIN}"
+            )
         self._idx_size = idx.stat().st_size
         with open(idx, "rb") as f:
             head = f.read(HEADER.size)
         # A file shorter than the magic that matches it so far is a truncated index, not a foreign one.
-        if not head or not MAGIC.startswith(head[:len(MAGIC)]):
-            raise DataError(f"'{idx}' is not a Megatron token index (bad magic {head[:len(MAGIC)]!r}, expected "
-                            f"{MAGIC!r}); pass the prefix of a .bin/.idx pair or {AGAIN}")
+        if not head or not MAGIC.startswith(head[: len(MAGIC)]):
+            raise DataError(
+                f"'{idx}' is not a Megatron token index (bad magic {head[: len(MAGIC)]!r}, expected "
+                f"{MAGIC!r}); pass the prefix of a .bin/.idx pair or {AGAIN}"
+            )
         if len(head) < HEADER.size:
-            raise DataError(f"'{idx}' is {len(head)} bytes, shorter than the {HEADER.size}-byte header "
-                            f"(truncated); {AGAIN}")
+            raise DataError(
+                f"'{idx}' is {len(head)} bytes, shorter than the {HEADER.size}-byte header "
+                f"(truncated); {AGAIN}"
+            )
         _, version, code, n, d = HEADER.unpack(head)
         if version != VERSION:
-            raise DataError(f"'{idx}' has index version {version}; only version {VERSION} (Megatron's) is "
-                            f"supported; {AGAIN}")
+            raise DataError(
+                f"'{idx}' has index version {version}; only version {VERSION} (Megatron's) is "
+                f"supported; {AGAIN}"
+            )
         if code not in DTYPE_CODES:
-            raise DataError(f"'{idx}' has unknown dtype code {code} (known: {sorted(DTYPE_CODES)}); the file is "
-                            f"damaged or from another format; {AGAIN}")
+            raise DataError(
+                f"'{idx}' has unknown dtype code {code} (known: {sorted(DTYPE_CODES)}); the file is "
+                f"damaged or from another format; {AGAIN}"
+            )
         self.dtype = np.dtype(DTYPE_CODES[code])
         self._n, self._d = n, d
         expected = HEADER.size + 4 * n + 8 * n + 8 * d
         if self._idx_size != expected:
-            raise DataError(f"'{idx}' is {self._idx_size} bytes but its header ({n} sequences, {d} document "
-                            f"indices) implies {expected}: truncated or not a text token index; {AGAIN}")
+            raise DataError(
+                f"'{idx}' is {self._idx_size} bytes but its header ({n} sequences, {d} document "
+                f"indices) implies {expected}: truncated or not a text token index; {AGAIN}"
+            )
 
     def _map_index(self) -> None:
         n, d = self._n, self._d
         raw = np.memmap(self.idx_path, dtype=np.uint8, mode="r")
         at = HEADER.size
-        self.sizes = raw[at: at + 4 * n].view("<i4")
+        self.sizes = raw[at : at + 4 * n].view("<i4")
         at += 4 * n
-        self.pointers = raw[at: at + 8 * n].view("<i8")
+        self.pointers = raw[at : at + 8 * n].view("<i8")
         at += 8 * n
-        self.document_indices = raw[at: at + 8 * d].view("<i8")
+        self.document_indices = raw[at : at + 8 * d].view("<i8")
         if d < 1 or self.document_indices[0] != 0 or self.document_indices[-1] != n:
             first = int(self.document_indices[0]) if d else None
             last = int(self.document_indices[-1]) if d else None
-            raise DataError(f"'{self.idx_path}' has document indices from {first} to {last}, expected 0 to the "
-                            f"sequence count {n}; the index is damaged; {AGAIN}")
+            raise DataError(
+                f"'{self.idx_path}' has document indices from {first} to {last}, expected 0 to the "
+                f"sequence count {n}; the index is damaged; {AGAIN}"
+            )
 
     def _map_tokens(self) -> None:
         itemsize = self.dtype.itemsize
@@ -299,12 +337,17 @@ class IndexedDataset:
         self.num_tokens = 0 if self._n == 0 else int(self.pointers[-1]) // itemsize + int(self.sizes[-1])
         bin_size = self.bin_path.stat().st_size
         if bin_size != self.num_tokens * itemsize:
-            raise DataError(f"'{self.bin_path}' is {bin_size} bytes but '{self.idx_path.name}' describes "
-                            f"{self.num_tokens} {self.dtype} tokens ({self.num_tokens * itemsize} bytes): truncated "
-                            f"or not the .bin of this index; {AGAIN}")
+            raise DataError(
+                f"'{self.bin_path}' is {bin_size} bytes but '{self.idx_path.name}' describes "
+                f"{self.num_tokens} {self.dtype} tokens ({self.num_tokens * itemsize} bytes): truncated "
+                f"or not the .bin of this index; {AGAIN}"
+            )
         # numpy cannot map an empty file; an empty corpus has no tokens to view anyway.
-        self.tokens = (np.memmap(self.bin_path, dtype=self.dtype.newbyteorder("<"), mode="r") if bin_size
-                       else np.empty(0, dtype=self.dtype))
+        self.tokens = (
+            np.memmap(self.bin_path, dtype=self.dtype.newbyteorder("<"), mode="r")
+            if bin_size
+            else np.empty(0, dtype=self.dtype)
+        )
 
     def _verify_pointers(self) -> None:
         n, itemsize = self._n, self.dtype.itemsize
@@ -324,20 +367,26 @@ class IndexedDataset:
 
     def _check_chunk(self, first: int, sizes: np.ndarray, pointers: np.ndarray, itemsize: int) -> None:
         if first == 0 and pointers[0] != 0:
-            raise DataError(f"'{self.idx_path}': sequence 0 starts at byte {int(pointers[0])}, not 0 (pointers "
-                            f"not contiguous); the index is damaged; {AGAIN}")
+            raise DataError(
+                f"'{self.idx_path}': sequence 0 starts at byte {int(pointers[0])}, not 0 (pointers "
+                f"not contiguous); the index is damaged; {AGAIN}"
+            )
         negative = np.flatnonzero(sizes < 0)
         if negative.size:
             j = int(negative[0])
-            raise DataError(f"'{self.idx_path}': sequence {first + j} has negative length {int(sizes[j])}; the "
-                            f"index is damaged; {AGAIN}")
+            raise DataError(
+                f"'{self.idx_path}': sequence {first + j} has negative length {int(sizes[j])}; the "
+                f"index is damaged; {AGAIN}"
+            )
         ends = pointers[:-1] + sizes[:-1] * itemsize
         bad = np.flatnonzero(pointers[1:] != ends)
         if bad.size:
             j = int(bad[0])
-            raise DataError(f"'{self.idx_path}': sequence {first + j + 1} starts at byte {int(pointers[j + 1])} but "
-                            f"sequence {first + j} ends at byte {int(ends[j])} (pointers not contiguous); the index "
-                            f"is damaged; {AGAIN}")
+            raise DataError(
+                f"'{self.idx_path}': sequence {first + j + 1} starts at byte {int(pointers[j + 1])} but "
+                f"sequence {first + j} ends at byte {int(ends[j])} (pointers not contiguous); the index "
+                f"is damaged; {AGAIN}"
+            )
 
     @property
     def num_documents(self) -> int:
@@ -353,7 +402,7 @@ class IndexedDataset:
             raise IndexError(f"sequence {i} out of range for '{self.bin_path}' with {n} sequences")
         i = int(i) % n
         start = int(self.pointers[i]) // self.dtype.itemsize
-        return self.tokens[start: start + int(self.sizes[i])]
+        return self.tokens[start : start + int(self.sizes[i])]
 
     def check_vocab(self, vocab_size: int) -> None:
         """Raise DataError unless this file's dtype holds every id below vocab_size."""
@@ -361,10 +410,13 @@ class IndexedDataset:
             raise DataError(f"'{self.bin_path}' holds {self.dtype} values, not token ids; {AGAIN}")
         limit = np.iinfo(self.dtype).max
         if vocab_size - 1 > limit:
-            raise DataError(f"'{self.bin_path}' stores {self.dtype} token ids (at most {limit}) but the tokenizer "
-                            f"has {vocab_size} tokens; it was prepared with another tokenizer: {AGAIN} with this one")
+            raise DataError(
+                f"'{self.bin_path}' stores {self.dtype} token ids (at most {limit}) but the tokenizer "
+                f"has {vocab_size} tokens; it was prepared with another tokenizer: {AGAIN} with this one"
+            )
 
     def __repr__(self) -> str:
-        return (f"IndexedDataset('{self.bin_path}', {self._n} sequences, {self.num_documents} documents, "
-                f"{self.num_tokens} {self.dtype} tokens)")
-
+        return (
+            f"IndexedDataset('{self.bin_path}', {self._n} sequences, {self.num_documents} documents, "
+            f"{self.num_tokens} {self.dtype} tokens)"
+        )

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.errors import ConfigError
 from ds_parrots.config import shipped_file
+from ds_parrots.errors import ConfigError
 
 # Mixtures shipped with the package (ds_configs/mixtures/<name>.json) can be named without a path.
 SHIPPED = shipped_file("mixtures")
@@ -49,8 +49,10 @@ def resolve_mixture_file(spec: str) -> Path:
     if not path.suffix and shipped.is_file():
         return shipped
     names = sorted(p.stem for p in SHIPPED.glob("*.json")) if SHIPPED.is_dir() else []
-    raise ConfigError(f"--data.mixture: no mixture file {spec!r} (shipped mixtures: {', '.join(names) or 'none'}); "
-                      "give the path of a JSON file with a 'sources' list")
+    raise ConfigError(
+        f"--data.mixture: no mixture file {spec!r} (shipped mixtures: {', '.join(names) or 'none'}); "
+        "give the path of a JSON file with a 'sources' list"
+    )
 
 
 def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
@@ -71,10 +73,14 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
         name = str(e.get("name") or Path(e["path"]).name)
         weight = e.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
-            raise ConfigError(f"mixture {file}: source {name!r} has weight {weight!r}; weights must be numbers > 0 "
-                              "(drop the source to leave it out)")
+            raise ConfigError(
+                f"mixture {file}: source {name!r} has weight {weight!r}; weights must be numbers > 0 "
+                "(drop the source to leave it out)"
+            )
         if name in seen:
-            raise ConfigError(f"mixture {file}: source name {name!r} appears twice; give each source its own 'name'")
+            raise ConfigError(
+                f"mixture {file}: source name {name!r} appears twice; give each source its own 'name'"
+            )
         seen.add(name)
         path = Path(e["path"])
         for suffix in (".bin", ".idx"):

@@ -19,30 +19,45 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
-from ds_parrots.errors import DataError
 from ds_parrots.data.indexed import IndexedWriter, dtype_for_vocab, paths_of
+from ds_parrots.data.sources import (
+    Source,
+    Task,
+    check_inputs,
+    is_hub_name,
+    open_sources,
+    plan_tasks,
+    read_task,
+)
 from ds_parrots.data.tokenizer import SentencePieceTokenizer
-from ds_parrots.data.sources import Source, Task, check_inputs, is_hub_name, open_sources, plan_tasks, read_task
+from ds_parrots.errors import DataError
 
 # Worker state, set once per process by _init_worker (the tokenizer loads once, not per task).
 _WORKER: dict = {}
 
 
-def _init_worker(sources: list[Source], tokenizer_path: str, dtype: np.dtype, skip_empty: bool,
-                 part_dir: str) -> None:
+def _init_worker(
+    sources: list[Source], tokenizer_path: str, dtype: np.dtype, skip_empty: bool, part_dir: str
+) -> None:
     if multiprocessing.parent_process() is not None:
         # The parent handles Ctrl-C (the terminal sends it to every worker too) and stops the pool, whose
         # SIGTERM must end a worker at once, whatever handler the parent had installed before forking.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _WORKER.update(sources=sources, tokenizer=SentencePieceTokenizer(tokenizer_path), dtype=np.dtype(dtype),
-                   skip_empty=skip_empty, part_dir=Path(part_dir))
+    _WORKER.update(
+        sources=sources,
+        tokenizer=SentencePieceTokenizer(tokenizer_path),
+        dtype=np.dtype(dtype),
+        skip_empty=skip_empty,
+        part_dir=Path(part_dir),
+    )
 
 
 def _encode_task(numbered: tuple[int, Task]) -> tuple[Path, np.ndarray, int, int]:
@@ -54,8 +69,9 @@ def _encode_task(numbered: tuple[int, Task]) -> tuple[Path, np.ndarray, int, int
     if len(keep) < len(texts) and not w["skip_empty"]:
         i = next(i for i, t in enumerate(texts) if not t or t.isspace())
         what = "null" if texts[i] is None else "empty or only whitespace"
-        raise DataError(f"{where(i)}: the text is {what}; remove the document or pass --skip-empty to skip such "
-                        "documents")
+        raise DataError(
+            f"{where(i)}: the text is {what}; remove the document or pass --skip-empty to skip such documents"
+        )
     tokens, sizes = w["tokenizer"].encode_documents(keep, w["dtype"], num_threads=1)
     part = w["part_dir"] / f"part-{index:08d}.bin"
     tokens.astype(w["dtype"].newbyteorder("<"), copy=False).tofile(part)  # the .bin is little-endian
@@ -96,13 +112,23 @@ class PrepareSummary:
 
     def __str__(self) -> str:
         skipped = f" ({self.skipped} empty skipped)" if self.skipped else ""
-        return (f"prepared {self.documents} documents{skipped}, {self.tokens} tokens in {self.seconds:.1f} s "
-                f"({self.tokens_per_s:,.0f} tokens/s)\n  {self.bin_path}\n  {self.idx_path}")
+        return (
+            f"prepared {self.documents} documents{skipped}, {self.tokens} tokens in {self.seconds:.1f} s "
+            f"({self.tokens_per_s:,.0f} tokens/s)\n  {self.bin_path}\n  {self.idx_path}"
+        )
 
 
-def prepare(inputs: Sequence[str | Path], text_field: str, tokenizer_path: str | Path, output_prefix: str | Path,
-            num_proc: Optional[int] = None, skip_empty: bool = False, overwrite: bool = False,
-            cache_dir: Optional[str | Path] = None, verbose: bool = True) -> PrepareSummary:
+def prepare(
+    inputs: Sequence[str | Path],
+    text_field: str,
+    tokenizer_path: str | Path,
+    output_prefix: str | Path,
+    num_proc: Optional[int] = None,
+    skip_empty: bool = False,
+    overwrite: bool = False,
+    cache_dir: Optional[str | Path] = None,
+    verbose: bool = True,
+) -> PrepareSummary:
     """Tokenize `inputs` with the sentencepiece model at `tokenizer_path` into `<output_prefix>.bin/.idx`.
 
     num_proc: worker processes (None: every CPU). skip_empty: skip empty / whitespace-only / null texts
@@ -119,13 +145,17 @@ def prepare(inputs: Sequence[str | Path], text_field: str, tokenizer_path: str |
         check_inputs(inputs)  # the cheap checks first: inputs, tokenizer, output; then reading
     tokenizer = SentencePieceTokenizer(tokenizer_path)
     if tokenizer.eos_id < 0:
-        raise DataError(f"tokenizer '{tokenizer_path}' has no eos piece; documents are separated by eos, so use a "
-                        "tokenizer that defines one")
+        raise DataError(
+            f"tokenizer '{tokenizer_path}' has no eos piece; documents are separated by eos, so use a "
+            "tokenizer that defines one"
+        )
     dtype = dtype_for_vocab(tokenizer.vocab_size)
     bin_path, idx_path = paths_of(output_prefix)
     if not overwrite and (bin_path.exists() or idx_path.exists()):
-        raise DataError(f"output '{idx_path if idx_path.exists() else bin_path}' already exists; choose another "
-                        "--output or pass --overwrite to replace it")
+        raise DataError(
+            f"output '{idx_path if idx_path.exists() else bin_path}' already exists; choose another "
+            "--output or pass --overwrite to replace it"
+        )
     num_proc = num_proc or os.cpu_count() or 1
     if num_proc < 1:
         raise DataError(f"--num-proc={num_proc} must be >= 1")
@@ -136,7 +166,9 @@ def prepare(inputs: Sequence[str | Path], text_field: str, tokenizer_path: str |
     skipped = 0
     try:
         with tempfile.TemporaryDirectory(prefix=f".{bin_path.stem}.prepare-", dir=bin_path.parent) as tmp:
-            cache = cache_dir if cache_dir is not None or is_hub_name(inputs) else Path(tmp) / "datasets-cache"
+            cache = (
+                cache_dir if cache_dir is not None or is_hub_name(inputs) else Path(tmp) / "datasets-cache"
+            )
             sources = open_sources(inputs, text_field, cache)
             tasks = plan_tasks(sources, num_proc)
             part_dir = Path(tmp) / "parts"
@@ -144,9 +176,18 @@ def prepare(inputs: Sequence[str | Path], text_field: str, tokenizer_path: str |
             init_args = (sources, str(tokenizer_path), dtype, skip_empty, str(part_dir))
             # The pool forks before tqdm starts its monitor thread. Progress counts input bytes: the number
             # of documents is known only once they are read.
-            with IndexedWriter(output_prefix, dtype) as writer, _encoded(tasks, num_proc, init_args) as results, \
-                    tqdm(total=sum(t.weight for t in tasks), unit="B", unit_scale=True, unit_divisor=1024,
-                         file=sys.stderr, disable=not verbose) as bar:
+            with (
+                IndexedWriter(output_prefix, dtype) as writer,
+                _encoded(tasks, num_proc, init_args) as results,
+                tqdm(
+                    total=sum(t.weight for t in tasks),
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    file=sys.stderr,
+                    disable=not verbose,
+                ) as bar,
+            ):
                 for part, sizes, weight, empty in results:
                     writer.append_raw(part, sizes)
                     part.unlink()
@@ -155,8 +196,10 @@ def prepare(inputs: Sequence[str | Path], text_field: str, tokenizer_path: str |
                     bar.set_postfix_str(f"{writer.num_documents} docs", refresh=False)
                 if writer.num_documents == 0:
                     held = f"only empty documents ({skipped})" if skipped else "no documents"
-                    raise DataError(f"nothing to write: the inputs ({', '.join(s.name for s in sources)}) hold "
-                                    f"{held}; check --input and --text-field")
+                    raise DataError(
+                        f"nothing to write: the inputs ({', '.join(s.name for s in sources)}) hold "
+                        f"{held}; check --input and --text-field"
+                    )
                 documents, tokens = writer.num_documents, writer.num_tokens
     finally:
         if not verbose and not bars_were_off:

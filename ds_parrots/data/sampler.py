@@ -20,15 +20,15 @@ its own samples; resuming needs only the step.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ds_parrots.errors import ConfigError
 from ds_parrots.data.permutation import permute
 from ds_parrots.data.step_layout import StepLayout
+from ds_parrots.errors import ConfigError
 
 BLOCK = 4096
 _SPLIT, _EPOCH, _BLEND = 1, 2, 3  # key purposes
@@ -58,9 +58,11 @@ class SourceSlots:
         self.num_val = num_val
         self.num_train = self.num_slots - num_val
         if self.num_train < 1:
-            raise ConfigError(f"data source {name!r}: {len(tokens):,} tokens make {self.num_slots:,} sequences of "
-                              f"{seq_len + 1} tokens, not enough for its {num_val:,} validation sequences plus "
-                              "training; add data, lower --data.val-sequences or --data.seq-len")
+            raise ConfigError(
+                f"data source {name!r}: {len(tokens):,} tokens make {self.num_slots:,} sequences of "
+                f"{seq_len + 1} tokens, not enough for its {num_val:,} validation sequences plus "
+                "training; add data, lower --data.val-sequences or --data.seq-len"
+            )
 
     def train_slots(self, k: np.ndarray) -> np.ndarray:
         """Slots of this source's training draws number k (any non-negative ints; k >= num_train wraps
@@ -79,7 +81,7 @@ class SourceSlots:
     def slot(self, slot: int) -> np.ndarray:
         """The seq_len + 1 tokens of a slot (a view of the memory-mapped file)."""
         start = slot * self.seq_len
-        return self.tokens[start: start + self.seq_len + 1]
+        return self.tokens[start : start + self.seq_len + 1]
 
 
 class Blend:
@@ -100,7 +102,7 @@ class Blend:
         counts[self.last] = total - counts.sum()
         return counts
 
-    @lru_cache(maxsize=4)
+    @lru_cache(maxsize=4)  # noqa: B019 (one sampler per run: the cache lives as long as it must)
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         start, stop = self.cumulative(b), self.cumulative(b + 1)
         counts = stop - start
@@ -132,16 +134,25 @@ class Blend:
 class PretrainSamples:
     """The run's training and validation sequences over a mixture of token streams."""
 
-    def __init__(self, names: Sequence[str], streams: Sequence[np.ndarray], weights: Sequence[float], seq_len: int,
-                 seed: int, val_sequences: int):
+    def __init__(
+        self,
+        names: Sequence[str],
+        streams: Sequence[np.ndarray],
+        weights: Sequence[float],
+        seq_len: int,
+        seed: int,
+        val_sequences: int,
+    ):
         self.seq_len, self.seed = seq_len, seed
         val = apportion(val_sequences, [w / sum(weights) for w in weights])
-        self.sources = [SourceSlots(n, t, seq_len, v, derive_key(seed, s)) for s, (n, t, v)
-                        in enumerate(zip(names, streams, val))]
+        self.sources = [
+            SourceSlots(n, t, seq_len, v, derive_key(seed, s))
+            for s, (n, t, v) in enumerate(zip(names, streams, val))
+        ]
         self.blend = Blend(weights, seed)
         self.dtype = np.result_type(*[t.dtype for t in streams])
 
-    @lru_cache(maxsize=2)
+    @lru_cache(maxsize=2)  # noqa: B019 (one sampler per run: the cache lives as long as it must)
     def _block_slots(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(source, slot) of every sample of blend block b. Computed for the whole block at once: the
         permutations cost per call, not per element, and consecutive steps read from the same block."""
@@ -162,8 +173,10 @@ class PretrainSamples:
         for b in np.unique(blocks).tolist():
             rows = np.flatnonzero(blocks == b)
             source, start = self._block_slots(b)
-            for row, s, first in zip(rows.tolist(), source[within[rows]].tolist(), start[within[rows]].tolist()):
-                out[row] = streams[s][first: first + width]
+            for row, s, first in zip(
+                rows.tolist(), source[within[rows]].tolist(), start[within[rows]].tolist()
+            ):
+                out[row] = streams[s][first : first + width]
         return out
 
     def validation(self) -> list[tuple[int, int]]:
@@ -198,7 +211,9 @@ def to_batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 class PretrainBatches(StepLayout):
     """Micro-batches of a step on one rank (the layout of data/step_layout.py)."""
 
-    def __init__(self, samples: PretrainSamples, global_batch: int, micro_batch: int, world_size: int, rank: int):
+    def __init__(
+        self, samples: PretrainSamples, global_batch: int, micro_batch: int, world_size: int, rank: int
+    ):
         super().__init__(global_batch, micro_batch, world_size, rank)
         self.samples = samples
 
@@ -206,7 +221,10 @@ class PretrainBatches(StepLayout):
         # One read for the whole step: the per-call cost is paid once, not per micro-batch.
         ids = np.concatenate([self.sample_ids(step, m) for m in range(self.accumulation)])
         rows = self.samples.read(ids)
-        return [to_batch(rows[m * self.micro_batch:(m + 1) * self.micro_batch]) for m in range(self.accumulation)]
+        return [
+            to_batch(rows[m * self.micro_batch : (m + 1) * self.micro_batch])
+            for m in range(self.accumulation)
+        ]
 
     def epochs_at(self, step: int) -> float:
         """Passes over the most-repeated source by the end of `step` (all sources: PretrainSamples.epochs)."""

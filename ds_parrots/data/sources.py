@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -96,6 +97,7 @@ class Task(NamedTuple):
 
 # --- Opening the inputs ------------------------------------------------------------------------------------
 
+
 def _first_line(e: BaseException) -> str:
     # datasets wraps the reader's error ("An error occurred while generating the dataset"); the cause says what.
     while e.__cause__ is not None:
@@ -107,12 +109,16 @@ def _first_line(e: BaseException) -> str:
 def _text_column(ds, name: str, text_field: str):
     """The dataset reduced to its text column, named "text"; DataError when the field is absent or not text."""
     if text_field not in ds.column_names:
-        raise DataError(f"input '{name}' has no field {text_field!r}; its fields are {', '.join(ds.column_names)}; "
-                        "pass the one holding the text with --text-field")
+        raise DataError(
+            f"input '{name}' has no field {text_field!r}; its fields are {', '.join(ds.column_names)}; "
+            "pass the one holding the text with --text-field"
+        )
     feature = ds.features[text_field]
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise DataError(f"field {text_field!r} of input '{name}' holds {feature} values, not text; pass the field "
-                        "holding the text with --text-field")
+        raise DataError(
+            f"field {text_field!r} of input '{name}' holds {feature} values, not text; pass the field "
+            "holding the text with --text-field"
+        )
     ds = ds.select_columns([text_field])
     return ds.rename_column(text_field, "text") if text_field != "text" else ds
 
@@ -141,8 +147,10 @@ def _check_parquet_field(path: Path, text_field: str) -> None:
         raise DataError(_no_field(f"input '{path}'", text_field, schema.names))
     kind = schema.field(text_field).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise DataError(f"field {text_field!r} of input '{path}' holds {kind} values, not text; pass the field "
-                        "holding the text with --text-field")
+        raise DataError(
+            f"field {text_field!r} of input '{path}' holds {kind} values, not text; pass the field "
+            "holding the text with --text-field"
+        )
 
 
 def _load_with_datasets(path: Path, text_field: str, cache_dir: Optional[str | Path]):
@@ -150,10 +158,16 @@ def _load_with_datasets(path: Path, text_field: str, cache_dir: Optional[str | P
 
     builder = BUILDERS[path.suffixes[-2] if path.suffix in COMPRESSIONS else path.suffix]
     try:
-        ds = datasets.load_dataset(builder, data_files=[str(path)], split="train",
-                                   cache_dir=None if cache_dir is None else str(cache_dir))
+        ds = datasets.load_dataset(
+            builder,
+            data_files=[str(path)],
+            split="train",
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
     except Exception as e:  # the reader's own error, whatever its type, is what the user needs to see
-        raise DataError(f"cannot read input '{path}' as {builder}: {_first_line(e)}; check the file") from None
+        raise DataError(
+            f"cannot read input '{path}' as {builder}: {_first_line(e)}; check the file"
+        ) from None
     # A text builder's documents are lines, in a column named "text" whatever --text-field says.
     return _text_column(ds, str(path), "text" if builder == "text" else text_field)
 
@@ -162,17 +176,22 @@ def _load_hub(name: str, text_field: str, cache_dir: Optional[str | Path]):
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, split="train", cache_dir=None if cache_dir is None else str(cache_dir))
+        ds = datasets.load_dataset(
+            name, split="train", cache_dir=None if cache_dir is None else str(cache_dir)
+        )
     except Exception as e:  # offline, unknown name, gated: all say the same to the user
-        raise DataError(f"input '{name}' is not a local file, and loading it as a Hugging Face Hub dataset failed "
-                        f"({_first_line(e)}); a Hub dataset needs internet: download it where there is a "
-                        f"connection and pass its files, or check the path; local files must end in "
-                        f"{FORMAT_LIST}") from None
+        raise DataError(
+            f"input '{name}' is not a local file, and loading it as a Hugging Face Hub dataset failed "
+            f"({_first_line(e)}); a Hub dataset needs internet: download it where there is a "
+            f"connection and pass its files, or check the path; local files must end in "
+            f"{FORMAT_LIST}"
+        ) from None
     return _text_column(ds, name, text_field)
 
 
-def open_sources(inputs: Sequence[str | Path], text_field: str = "text",
-                 cache_dir: Optional[str | Path] = None) -> list[Source]:
+def open_sources(
+    inputs: Sequence[str | Path], text_field: str = "text", cache_dir: Optional[str | Path] = None
+) -> list[Source]:
     """Check the inputs and their text field; load those that `datasets` reads (`cache_dir`: where it keeps
     its Arrow copy; None: its default cache)."""
     if is_hub_name(inputs):
@@ -190,6 +209,7 @@ def open_sources(inputs: Sequence[str | Path], text_field: str = "text",
 
 
 # --- Cutting them into tasks -------------------------------------------------------------------------------
+
 
 def _line_ranges(path: str, target: int) -> Iterator[tuple[int, int]]:
     """Byte ranges of about `target` bytes, each ending just after a newline (or at the end of the file)."""
@@ -217,7 +237,10 @@ def _dataset_ranges(dataset, target: int) -> Iterator[tuple[int, int, int]]:
     start = row = 0
     cut_at = before = 0  # text bytes up to the last cut, and before the current chunk
     for chunk in dataset.data.column("text").chunks:
-        ends = np.cumsum(pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64) + before
+        ends = (
+            np.cumsum(pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            + before
+        )
         while ends.size and ends[-1] - cut_at >= target:
             i = int(np.searchsorted(ends, cut_at + target))  # the row that reaches target closes the task
             yield start, row + i + 1, int(ends[i]) - cut_at
@@ -260,9 +283,12 @@ def plan_tasks(sources: list[Source], num_proc: int) -> list[Task]:
 
 # --- Reading one task's documents --------------------------------------------------------------------------
 
+
 def _no_field(where: str, text_field: str, fields: list) -> str:
-    return (f"{where} has no field {text_field!r}; its fields are {', '.join(map(str, fields)) or 'none'}; "
-            "pass the one holding the text with --text-field")
+    return (
+        f"{where} has no field {text_field!r}; its fields are {', '.join(map(str, fields)) or 'none'}; "
+        "pass the one holding the text with --text-field"
+    )
 
 
 JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
@@ -279,15 +305,19 @@ def _json_text(line: bytes, text_field: str) -> Optional[str]:
     except ValueError as e:
         raise _BadLine(f"is not valid JSON ({e}); fix or remove the line") from None
     if not isinstance(obj, dict):
-        raise _BadLine(f"is a JSON {type(obj).__name__}, not an object with a {text_field!r} field; each line of "
-                       "a .jsonl file must be one object")
+        raise _BadLine(
+            f"is a JSON {type(obj).__name__}, not an object with a {text_field!r} field; each line of "
+            "a .jsonl file must be one object"
+        )
     if text_field not in obj:
         raise _BadLine(_no_field("", text_field, list(obj)).lstrip())
     text = obj[text_field]
     if text is not None and not isinstance(text, str):
         kind = JSON_TYPES.get(type(text), type(text).__name__)
-        raise _BadLine(f"has a JSON {kind} in field {text_field!r} ({json.dumps(text)[:40]}), not text; pass the "
-                       "field holding the text with --text-field")
+        raise _BadLine(
+            f"has a JSON {kind} in field {text_field!r} ({json.dumps(text)[:40]}), not text; pass the "
+            "field holding the text with --text-field"
+        )
     return text
 
 
@@ -331,21 +361,26 @@ def read_task(source: Source, task: Task) -> tuple[list[Optional[str]], Callable
             try:
                 texts.append(line.decode("utf-8").removesuffix("\r"))
             except UnicodeDecodeError as e:
-                raise DataError(f"'{name}' line {_line_number(name, task.start, k)} is not valid UTF-8 ({e.reason} "
-                                f"at byte {e.start} of the line); convert the file to UTF-8") from None
+                raise DataError(
+                    f"'{name}' line {_line_number(name, task.start, k)} is not valid UTF-8 ({e.reason} "
+                    f"at byte {e.start} of the line); convert the file to UTF-8"
+                ) from None
         return texts, lambda i: f"'{name}' line {_line_number(name, task.start, i)}"
     if source.reader == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(name).read_row_groups(list(range(task.start, task.stop)), columns=[source.text_field])
+        table = pq.ParquetFile(name).read_row_groups(
+            list(range(task.start, task.stop)), columns=[source.text_field]
+        )
         texts = table.column(0).to_pylist()
     else:
-        texts = source.dataset[task.start:task.stop]["text"]
+        texts = source.dataset[task.start : task.stop]["text"]
     return texts, lambda i: f"'{name}' row {task.first_row + i} (0-based)"
 
 
-def read_documents(inputs: Sequence[str | Path], text_field: str = "text",
-                   cache_dir: Optional[str | Path] = None) -> Iterator[list[Optional[str]]]:
+def read_documents(
+    inputs: Sequence[str | Path], text_field: str = "text", cache_dir: Optional[str | Path] = None
+) -> Iterator[list[Optional[str]]]:
     """The inputs' texts in order, a task's worth at a time (None where a text is null), in this process."""
     sources = open_sources(inputs, text_field, cache_dir)
     for task in plan_tasks(sources, 1):

@@ -29,13 +29,14 @@ def collate(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.T
         inputs[row, :n] = torch.tensor(s[:-1])
         # Position t predicts token t + 1; answer tokens start at index len(prompt).
         start = len(e.prompt) - 1
-        targets[row, start:n] = torch.tensor(s[start + 1:])
+        targets[row, start:n] = torch.tensor(s[start + 1 :])
     return inputs, targets
 
 
 class TaskBatches(StepLayout):
-    def __init__(self, task: SyntheticTask, seed: int, global_batch: int, micro_batch: int, world_size: int,
-                 rank: int):
+    def __init__(
+        self, task: SyntheticTask, seed: int, global_batch: int, micro_batch: int, world_size: int, rank: int
+    ):
         super().__init__(global_batch, micro_batch, world_size, rank)
         self.task, self.seed = task, seed
         self.size = task.train_size()
@@ -77,6 +78,12 @@ def iterate_steps(batches: TaskBatches, start: int, stop: int, num_workers: int)
         for step in range(start, stop):
             yield batches.step_batches(step)
         return
-    loader = torch.utils.data.DataLoader(_StepDataset(batches, start, stop), batch_size=None, shuffle=False,
-                                         num_workers=num_workers, prefetch_factor=4, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        _StepDataset(batches, start, stop),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        prefetch_factor=4,
+        persistent_workers=False,
+    )
     yield from loader

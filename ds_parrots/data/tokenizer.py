@@ -87,8 +87,9 @@ def char_tokenizer(alphabet: str) -> SymbolTokenizer:
 
 import os  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Literal, Optional, Sequence  # noqa: E402
+from typing import Literal, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -113,16 +114,23 @@ class SentencePieceTokenizer:
         self.path = Path(path)
         if not self.path.is_file():
             what = "is a directory" if self.path.is_dir() else "does not exist"
-            raise TokenizerError(f"tokenizer '{self.path}' {what}; pass a sentencepiece .model file (a Llama or "
-                                 "Mistral tokenizer.model, or train one with 'ds-parrots tokenizer train')")
+            raise TokenizerError(
+                f"tokenizer '{self.path}' {what}; pass a sentencepiece .model file (a Llama or "
+                "Mistral tokenizer.model, or train one with 'ds-parrots tokenizer train')"
+            )
         try:
             self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
         except (OSError, RuntimeError) as e:
-            hint = (" (a Hugging Face tokenizer.json is not a sentencepiece model; use the tokenizer.model beside it)"
-                    if self.path.suffix == ".json" else "")
-            raise TokenizerError(f"tokenizer '{self.path}' is not a sentencepiece model{hint}: "
-                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}; "
-                                 "pass a .model file") from None
+            hint = (
+                " (a Hugging Face tokenizer.json is not a sentencepiece model; use the tokenizer.model beside it)"
+                if self.path.suffix == ".json"
+                else ""
+            )
+            raise TokenizerError(
+                f"tokenizer '{self.path}' is not a sentencepiece model{hint}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}; "
+                "pass a .model file"
+            ) from None
 
     @property
     def vocab_size(self) -> int:
@@ -156,18 +164,22 @@ class SentencePieceTokenizer:
         kw = {} if num_threads is None else {"num_threads": num_threads}
         return self._sp.encode(list(texts), out_type=int, **kw)
 
-    def encode_documents(self, texts: Sequence[str], dtype: np.dtype,
-                         num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def encode_documents(
+        self, texts: Sequence[str], dtype: np.dtype, num_threads: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Every text's ids followed by eos, concatenated into one `dtype` array, and each document's length.
 
         This is what a token file stores. Sentencepiece's numpy output skips building a Python int per
         token: int lists and then an array measured ~15% slower than this.
         """
         if self.eos_id < 0:
-            raise TokenizerError(f"tokenizer '{self.path}' has no eos piece; documents in a token file are separated "
-                                 "by eos, so use a tokenizer that defines one")
-        arrays = self._sp.encode(list(texts), return_type="numpy", add_bos=False, add_eos=True,
-                                 num_threads=num_threads)
+            raise TokenizerError(
+                f"tokenizer '{self.path}' has no eos piece; documents in a token file are separated "
+                "by eos, so use a tokenizer that defines one"
+            )
+        arrays = self._sp.encode(
+            list(texts), return_type="numpy", add_bos=False, add_eos=True, num_threads=num_threads
+        )
         sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         tokens = np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype)
         return tokens, sizes
@@ -184,16 +196,25 @@ def check_model_vocab(model_vocab_size: int, tokenizer_vocab_size: int, tokenize
     """
     if model_vocab_size < tokenizer_vocab_size:
         padded = -(-tokenizer_vocab_size // 64) * 64
-        raise ConfigError(f"--model.vocab-size={model_vocab_size} is smaller than tokenizer '{tokenizer_path}' with "
-                          f"{tokenizer_vocab_size} pieces: ids up to {tokenizer_vocab_size - 1} would index past the "
-                          f"embedding; set --model.vocab-size to at least {tokenizer_vocab_size} (e.g. {padded}, a "
-                          "multiple of 64)")
+        raise ConfigError(
+            f"--model.vocab-size={model_vocab_size} is smaller than tokenizer '{tokenizer_path}' with "
+            f"{tokenizer_vocab_size} pieces: ids up to {tokenizer_vocab_size - 1} would index past the "
+            f"embedding; set --model.vocab-size to at least {tokenizer_vocab_size} (e.g. {padded}, a "
+            "multiple of 64)"
+        )
 
 
-def train_sentencepiece(inputs: Sequence[str | Path], output_prefix: str | Path, vocab_size: int,
-                        model_type: Literal["bpe", "unigram", "char", "word"] = "bpe", text_field: str = "text",
-                        num_threads: Optional[int] = None, input_sentence_size: int = 10_000_000,
-                        character_coverage: float = 0.9995, byte_fallback: bool = True) -> Path:
+def train_sentencepiece(
+    inputs: Sequence[str | Path],
+    output_prefix: str | Path,
+    vocab_size: int,
+    model_type: Literal["bpe", "unigram", "char", "word"] = "bpe",
+    text_field: str = "text",
+    num_threads: Optional[int] = None,
+    input_sentence_size: int = 10_000_000,
+    character_coverage: float = 0.9995,
+    byte_fallback: bool = True,
+) -> Path:
     """Train a sentencepiece model on local text files; returns `<output_prefix>.model` (a `.vocab` lies beside).
 
     `.txt` files go to sentencepiece as they are (one sentence per line); .jsonl / .json / .parquet (and
@@ -212,8 +233,10 @@ def train_sentencepiece(inputs: Sequence[str | Path], output_prefix: str | Path,
         prefix = prefix.with_suffix("")
     model = Path(f"{prefix}.model")
     if model.exists():
-        raise TokenizerError(f"tokenizer '{model}' already exists; delete it or choose another --output (data "
-                             "prepared with it would no longer match a retrained one)")
+        raise TokenizerError(
+            f"tokenizer '{model}' already exists; delete it or choose another --output (data "
+            "prepared with it would no longer match a retrained one)"
+        )
     paths = check_inputs(inputs)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{prefix.name}.train-", dir=prefix.parent) as tmp:
@@ -223,19 +246,33 @@ def train_sentencepiece(inputs: Sequence[str | Path], output_prefix: str | Path,
             files.append(_lines_file(others, text_field, Path(tmp) / "lines.txt"))
         try:
             spm.SentencePieceTrainer.train(
-                input=files, model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
-                character_coverage=character_coverage, byte_fallback=byte_fallback,
-                num_threads=num_threads or os.cpu_count() or 1, input_sentence_size=input_sentence_size,
-                shuffle_input_sentence=True, unk_id=SP_UNK_ID, bos_id=SP_BOS_ID, eos_id=SP_EOS_ID,
-                pad_id=SP_PAD_ID, normalization_rule_name="identity", remove_extra_whitespaces=False,
-                split_digits=True, allow_whitespace_only_pieces=True, max_sentence_length=MAX_LINE_BYTES,
-                minloglevel=2)
+                input=files,
+                model_prefix=str(prefix),
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                byte_fallback=byte_fallback,
+                num_threads=num_threads or os.cpu_count() or 1,
+                input_sentence_size=input_sentence_size,
+                shuffle_input_sentence=True,
+                unk_id=SP_UNK_ID,
+                bos_id=SP_BOS_ID,
+                eos_id=SP_EOS_ID,
+                pad_id=SP_PAD_ID,
+                normalization_rule_name="identity",
+                remove_extra_whitespaces=False,
+                split_digits=True,
+                allow_whitespace_only_pieces=True,
+                max_sentence_length=MAX_LINE_BYTES,
+                minloglevel=2,
+            )
         except RuntimeError as e:
             # "INTERNAL: src/trainer_interface.cc(744) [check] Vocabulary size too high ..." : keep the sentence.
             reason = str(e).strip().splitlines()[-1].rsplit("] ", 1)[-1].rstrip(".")
             names = ", ".join(p.name for p in paths)
-            raise TokenizerError(f"sentencepiece could not train on {names}: {reason}; change --vocab-size or add "
-                                 "text") from None
+            raise TokenizerError(
+                f"sentencepiece could not train on {names}: {reason}; change --vocab-size or add text"
+            ) from None
     return model
 
 

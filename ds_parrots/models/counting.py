@@ -50,8 +50,13 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
     embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
     body_total = norms + attention + ffn_total
     body_active = norms + attention + ffn_active
-    return ParamCounts(total=body_total + embedding, active=body_active + embedding, embedding=embedding,
-                       non_embedding_total=body_total, non_embedding_active=body_active)
+    return ParamCounts(
+        total=body_total + embedding,
+        active=body_active + embedding,
+        embedding=embedding,
+        non_embedding_total=body_total,
+        non_embedding_active=body_active,
+    )
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
@@ -80,7 +85,9 @@ def human(n: float) -> str:
 def describe(cfg: ModelConfig) -> str:
     c = count_params(cfg)
     kind = f"MoE {cfg.num_experts} experts top-{cfg.top_k}" if cfg.is_moe else "dense"
-    return (f"model: {kind}, L={cfg.n_layers} d={cfg.d_model} heads={cfg.n_heads}/{cfg.kv_heads} "
-            f"ffn={cfg.ffn} vocab={cfg.vocab_size} | params total {human(c.total)} ({c.total:,}), "
-            f"active {human(c.active)} ({c.active:,}), non-embedding total {human(c.non_embedding_total)} "
-            f"active {human(c.non_embedding_active)}")
+    return (
+        f"model: {kind}, L={cfg.n_layers} d={cfg.d_model} heads={cfg.n_heads}/{cfg.kv_heads} "
+        f"ffn={cfg.ffn} vocab={cfg.vocab_size} | params total {human(c.total)} ({c.total:,}), "
+        f"active {human(c.active)} ({c.active:,}), non-embedding total {human(c.non_embedding_total)} "
+        f"active {human(c.non_embedding_active)}"
+    )

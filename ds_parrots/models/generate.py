@@ -7,7 +7,9 @@ to equal length and the decode loop stops only when every rank is done.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
+
 import torch
 import torch.distributed as dist
 
@@ -21,9 +23,16 @@ def _all_ranks(flag: bool, device) -> bool:
 
 
 @torch.no_grad()
-def greedy_generate(forward: Callable[[torch.Tensor], torch.Tensor], prompts: list[list[int]],
-                    max_new_tokens: int, pad_id: int, eos_id: int, device, sync_ranks: bool = True,
-                    should_stop: Optional[Callable[[list[int]], bool]] = None) -> list[list[int]]:
+def greedy_generate(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    eos_id: int,
+    device,
+    sync_ranks: bool = True,
+    should_stop: Optional[Callable[[list[int]], bool]] = None,
+) -> list[list[int]]:
     """Greedy continuation of each prompt (up to and including <eos>).
 
     `forward` is our CausalLM (decoded with a KV cache) or any callable ids -> logits (decoded by
@@ -31,18 +40,28 @@ def greedy_generate(forward: Callable[[torch.Tensor], torch.Tensor], prompts: li
     model is sharded, as in training; an unsharded offline model passes False). `should_stop(tokens)`
     ends a row early (e.g. a stop string in its text)."""
     if hasattr(forward, "new_cache"):
-        return _cached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device, sync_ranks, should_stop)
+        return _cached_greedy(
+            forward, prompts, max_new_tokens, pad_id, eos_id, device, sync_ranks, should_stop
+        )
     return _uncached_greedy(forward, prompts, max_new_tokens, pad_id, eos_id, device)
 
 
-def _cached_greedy(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int,
-                   device, sync_ranks: bool = True, should_stop=None) -> list[list[int]]:
+def _cached_greedy(
+    model,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    eos_id: int,
+    device,
+    sync_ranks: bool = True,
+    should_stop=None,
+) -> list[list[int]]:
     """Prompts left-padded to one length, one prefill, then one token per step through the KV cache."""
     width = max(len(p) for p in prompts)
     pad = torch.tensor([width - len(p) for p in prompts], device=device)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(p, device=device)
+        ids[row, width - len(p) :] = torch.tensor(p, device=device)
     cache = model.new_cache(pad, width + max_new_tokens)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     out: list[list[int]] = [[] for _ in prompts]
@@ -60,22 +79,23 @@ def _cached_greedy(model, prompts: list[list[int]], max_new_tokens: int, pad_id:
     return out
 
 
-def _uncached_greedy(forward, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int,
-                     device) -> list[list[int]]:
+def _uncached_greedy(
+    forward, prompts: list[list[int]], max_new_tokens: int, pad_id: int, eos_id: int, device
+) -> list[list[int]]:
     """Prompts are right-padded; a causal model's logit at a sequence's last real position ignores the
     padding after it, so each row reads its own next token from its own position."""
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     width = int(lengths.max()) + max_new_tokens
     buf = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
-        buf[row, :len(p)] = torch.tensor(p, device=device)
+        buf[row, : len(p)] = torch.tensor(p, device=device)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     rows = torch.arange(len(prompts), device=device)
     out: list[list[int]] = [[] for _ in prompts]
     for _ in range(max_new_tokens):
         if _all_ranks(bool(done.all()), device):
             break
-        logits = forward(buf[:, :int(lengths.max())])
+        logits = forward(buf[:, : int(lengths.max())])
         nxt = logits[rows, lengths - 1].argmax(dim=-1)
         active = ~done
         for row in torch.nonzero(active).flatten().tolist():

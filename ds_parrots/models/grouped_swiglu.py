@@ -14,7 +14,7 @@ Plain PyTorch, one device, no DeepSpeed: the same kernel serves our MoE module a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ class _GroupedSwiGLU(torch.autograd.Function):
         for e, a, b in spans:
             col = 0
             for w in gate_up:
-                torch.mm(x[a:b], w[e].t(), out=gu[a:b, col:col + w.shape[1]])
+                torch.mm(x[a:b], w[e].t(), out=gu[a:b, col : col + w.shape[1]])
                 col += w.shape[1]
             h = F.silu(gu[a:b, :ffn]).mul_(gu[a:b, ffn:])
             torch.mm(h, down[e].t(), out=y[a:b])
@@ -72,7 +72,7 @@ class _GroupedSwiGLU(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty_like(x)
-            dx[gu.shape[0]:] = 0
+            dx[gu.shape[0] :] = 0
         for e, a, b in spans:
             g, u = gu[a:b, :ffn], gu[a:b, ffn:]
             silu_g = F.silu(g)
@@ -84,7 +84,7 @@ class _GroupedSwiGLU(torch.autograd.Function):
             dgu[:, :ffn] = torch.ops.aten.silu_backward(dh.mul_(u), g)
             col = 0
             for w, dw in zip(gate_up, d_gate_up):
-                part = dgu[:, col:col + w.shape[1]]
+                part = dgu[:, col : col + w.shape[1]]
                 torch.mm(part.t(), x[a:b], out=dw[e])
                 if dx is not None:
                     if col == 0:
@@ -95,8 +95,9 @@ class _GroupedSwiGLU(torch.autograd.Function):
         return (dx, None, d_down, *d_gate_up)
 
 
-def grouped_swiglu(x: torch.Tensor, counts: Sequence[int], gate_up: Sequence[torch.Tensor],
-                   down: torch.Tensor) -> torch.Tensor:
+def grouped_swiglu(
+    x: torch.Tensor, counts: Sequence[int], gate_up: Sequence[torch.Tensor], down: torch.Tensor
+) -> torch.Tensor:
     """sum_e down_e(silu(gate_e(x)) * up_e(x)) over the rows of each expert.
 
     x [N, d] sorted by expert, counts[e] rows for expert e (rows past sum(counts), DeepSpeed's alignment

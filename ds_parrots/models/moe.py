@@ -54,7 +54,9 @@ class MixtralExperts(nn.Module):
 class MoEFeedForward(nn.Module):
     """Mixtral-style sparse feed-forward, dropless. DeepSpeed AutoEP replaces it at initialize."""
 
-    def __init__(self, d_model: int, ffn_dim: int, num_experts: int, top_k: int, expert_impl: str = "grouped"):
+    def __init__(
+        self, d_model: int, ffn_dim: int, num_experts: int, top_k: int, expert_impl: str = "grouped"
+    ):
         super().__init__()
         self.top_k = top_k
         self.gate = nn.Linear(d_model, num_experts, bias=False)
@@ -80,8 +82,12 @@ def load_balancing_loss(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     probs = torch.softmax(logits.float(), dim=-1)
     num_experts = probs.shape[-1]
     chosen = torch.topk(probs, top_k, dim=-1).indices
-    f = torch.zeros(num_experts, device=logits.device).index_add_(
-        0, chosen.reshape(-1), torch.ones(chosen.numel(), device=logits.device)) / chosen.numel()
+    f = (
+        torch.zeros(num_experts, device=logits.device).index_add_(
+            0, chosen.reshape(-1), torch.ones(chosen.numel(), device=logits.device)
+        )
+        / chosen.numel()
+    )
     return num_experts * torch.sum(f * probs.mean(dim=0))
 
 

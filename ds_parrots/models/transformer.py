@@ -62,10 +62,13 @@ class KVCache:
     """Buffer positions filled so far."""
 
     @classmethod
-    def allocate(cls, cfg: ModelConfig, pad: torch.Tensor, capacity: int, dtype: torch.dtype) -> "KVCache":
+    def allocate(cls, cfg: ModelConfig, pad: torch.Tensor, capacity: int, dtype: torch.dtype) -> KVCache:
         shape = (pad.shape[0], cfg.kv_heads, capacity, cfg.head_dim)
-        return cls([torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)],
-                   [torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)], pad)
+        return cls(
+            [torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)],
+            [torch.zeros(shape, dtype=dtype, device=pad.device) for _ in range(cfg.n_layers)],
+            pad,
+        )
 
     def attention_mask(self, s: int) -> torch.Tensor:
         """[B, 1, s, length + s]: causal, real keys only; a padding query sees itself (an all-masked row
@@ -87,8 +90,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: Optional[tuple[KVCache, int, torch.Tensor]] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: Optional[tuple[KVCache, int, torch.Tensor]] = None,
+    ) -> torch.Tensor:
         """`cache`: (the cache, this layer's index, the attention mask); keys and values are appended."""
         b, s, _ = x.shape
         q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim).transpose(1, 2)
@@ -99,8 +107,8 @@ class Attention(nn.Module):
         if cache is not None:
             kv, layer, mask = cache
             end = kv.length + s
-            kv.keys[layer][:, :, kv.length:end] = k
-            kv.values[layer][:, :, kv.length:end] = v
+            kv.keys[layer][:, :, kv.length : end] = k
+            kv.values[layer][:, :, kv.length : end] = v
             k, v = kv.keys[layer][:, :, :end], kv.values[layer][:, :, :end]
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
@@ -110,8 +118,6 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
-
-
 
 
 class DecoderLayer(nn.Module):
@@ -149,9 +155,13 @@ class DecoderStack(nn.Module):
             for layer in self.layers:
                 x = layer(x, cos, sin)
             return self.norm(x)
-        positions = (torch.arange(cache.length, end, device=input_ids.device)[None, :]
-                     - cache.pad[:, None]).clamp(min=0)
-        cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)  # [B, 1, s, Dh]
+        positions = (
+            torch.arange(cache.length, end, device=input_ids.device)[None, :] - cache.pad[:, None]
+        ).clamp(min=0)
+        cos, sin = (
+            self.rope_cos[positions].unsqueeze(1),
+            self.rope_sin[positions].unsqueeze(1),
+        )  # [B, 1, s, Dh]
         mask = cache.attention_mask(s)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, (cache, i, mask))
@@ -182,7 +192,7 @@ class CausalLM(nn.Module):
         std = self.cfg.init_std
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=std)
-        for name, p in module.named_parameters(recurse=False):
+        for p in module.parameters(recurse=False):
             if p.dim() == 3:  # fused expert weights [E, out, in]
                 nn.init.normal_(p, mean=0.0, std=std)
 

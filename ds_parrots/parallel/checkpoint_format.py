@@ -40,8 +40,11 @@ from ds_parrots.errors import ConfigError
 
 # Plain-data classes DeepSpeed pickles into its checkpoints (an enum, the loss-scaler record and a
 # (start, numel) pair); allowing them keeps weights_only=True, which refuses anything else.
-_ALLOWED = ("deepspeed.runtime.zero.config.ZeroStageEnum", "deepspeed.runtime.fp16.loss_scaler.LossScaler",
-            "deepspeed.utils.tensor_fragment.fragment_address")
+_ALLOWED = (
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+)
 
 
 _EXPERT_FILE = re.compile(r"^layer_(\d+)_expert_(\d+)_mp_rank_00_model_states\.pt$")
@@ -76,14 +79,20 @@ def check_deepspeed_version(path: Path, found) -> None:
     hand (the ZeRO-0 module files of our error-case tests) and has no version to be held to."""
     if found is None or found in TESTED_DEEPSPEED:
         return
-    what = (f"checkpoint file {path} was written by DeepSpeed {found}; ds_parrots reads DeepSpeed checkpoint "
-            f"files only of the versions it was tested with ({', '.join(TESTED_DEEPSPEED)}), as their layout is "
-            "DeepSpeed-internal")
+    what = (
+        f"checkpoint file {path} was written by DeepSpeed {found}; ds_parrots reads DeepSpeed checkpoint "
+        f"files only of the versions it was tested with ({', '.join(TESTED_DEEPSPEED)}), as their layout is "
+        "DeepSpeed-internal"
+    )
     if os.environ.get(ALLOW_VERSION_ENV, "") not in ("", "0"):
-        warnings.warn(f"{what}; reading it anyway ({ALLOW_VERSION_ENV} is set): check the result", stacklevel=2)
+        warnings.warn(
+            f"{what}; reading it anyway ({ALLOW_VERSION_ENV} is set): check the result", stacklevel=2
+        )
         return
-    raise ConfigError(f"{what}. Install deepspeed=={TESTED_DEEPSPEED[-1]} and consolidate with it, or set "
-                      f"{ALLOW_VERSION_ENV}=1 to read it at your own risk (a changed layout can give wrong weights)")
+    raise ConfigError(
+        f"{what}. Install deepspeed=={TESTED_DEEPSPEED[-1]} and consolidate with it, or set "
+        f"{ALLOW_VERSION_ENV}=1 to read it at your own risk (a changed layout can give wrong weights)"
+    )
 
 
 def _model_states(path: Path) -> dict:
@@ -121,14 +130,18 @@ def safe_load(path: Path, mmap: bool = False) -> dict:
     except pickle.UnpicklingError as e:
         # torch's own text advises weights_only=False, exactly what must not be done with a file like this.
         found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(e))
-        raise ConfigError(f"cannot read checkpoint file {path}: it holds "
-                          f"{'the object ' + found.group(1) if found else 'objects other than tensors'}, which no "
-                          "checkpoint of ours holds; refused without running it (files are loaded with "
-                          "weights_only=True: tensors and DeepSpeed's own state only). Use a checkpoint written by "
-                          "ds_parrots from a source you trust") from None
+        raise ConfigError(
+            f"cannot read checkpoint file {path}: it holds "
+            f"{'the object ' + found.group(1) if found else 'objects other than tensors'}, which no "
+            "checkpoint of ours holds; refused without running it (files are loaded with "
+            "weights_only=True: tensors and DeepSpeed's own state only). Use a checkpoint written by "
+            "ds_parrots from a source you trust"
+        ) from None
     except Exception as e:  # noqa: BLE001  (any unreadable file becomes one clear line)
-        raise ConfigError(f"cannot read checkpoint file {path}: {str(e).splitlines()[0][:300]} (files are loaded "
-                          "with weights_only=True: tensors and DeepSpeed's own state only)") from None
+        raise ConfigError(
+            f"cannot read checkpoint file {path}: {str(e).splitlines()[0][:300]} (files are loaded "
+            "with weights_only=True: tensors and DeepSpeed's own state only)"
+        ) from None
 
 
 def check_checkpoint_files(tag_dir: Path) -> None:
@@ -143,8 +156,10 @@ def _ranked(paths, pattern: re.Pattern) -> list[Path]:
     found = sorted((int(pattern.match(p.name).group(1)), p) for p in paths if pattern.match(p.name))
     ranks = [r for r, _ in found]
     if ranks != list(range(len(ranks))):
-        raise ConfigError(f"checkpoint {paths[0].parent if paths else ''}: rank files {ranks} are not "
-                          f"0..{len(ranks) - 1}; the checkpoint is incomplete (was it copied partially?)")
+        raise ConfigError(
+            f"checkpoint {paths[0].parent if paths else ''}: rank files {ranks} are not "
+            f"0..{len(ranks) - 1}; the checkpoint is incomplete (was it copied partially?)"
+        )
     return [p for _, p in found]
 
 
@@ -174,10 +189,14 @@ def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, ad
             for i, (name, shape) in enumerate(shapes.items()):
                 numel = math.prod(shape)
                 if offset + numel > full.numel():
-                    raise ConfigError(f"{files[0].parent}: parameter {name} {tuple(shape)} runs past the saved fp32 "
-                                      f"partitions of group {g}; the checkpoint does not match its model states")
-                add(name, full[offset:offset + numel].view(*shape), first)
-                offset += numel + (paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0)
+                    raise ConfigError(
+                        f"{files[0].parent}: parameter {name} {tuple(shape)} runs past the saved fp32 "
+                        f"partitions of group {g}; the checkpoint does not match its model states"
+                    )
+                add(name, full[offset : offset + numel].view(*shape), first)
+                offset += numel + (
+                    paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0
+                )
 
 
 def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> None:
@@ -192,7 +211,9 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
     for r, o in enumerate(optims):
         groups = o.get("ds_zero_partition_groups")
         for sub, flat in enumerate(o["fp32_flat_groups"]):
-            info = groups[sub] if groups else {"partition_ranks": list(range(world)), "families": ["replicated"]}
+            info = (
+                groups[sub] if groups else {"partition_ranks": list(range(world)), "families": ["replicated"]}
+            )
             family = "expert" if any("expert" in f for f in info.get("families", [])) else "replicated"
             fam = families.setdefault(family, {"flat": {}, "ranks": {}})
             fam["flat"].setdefault(r, []).append(flat.float())
@@ -205,18 +226,26 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
                 continue
             groups_done.add(ranks)
             flats = [torch.cat(fam["flat"][q]) for q in ranks]
-            shapes = [s for g in models[ranks[0]]["param_shapes"] for s in g.items()
-                      if is_expert_key(s[0]) == (family == "expert")]
-            starts = {layer["expert_key_prefix"]: layer["global_expert_start"]
-                      for layer in models[ranks[0]].get("ds_autoep_layers") or []}
+            shapes = [
+                s
+                for g in models[ranks[0]]["param_shapes"]
+                for s in g.items()
+                if is_expert_key(s[0]) == (family == "expert")
+            ]
+            starts = {
+                layer["expert_key_prefix"]: layer["global_expert_start"]
+                for layer in models[ranks[0]].get("ds_autoep_layers") or []
+            }
             offset = 0
             for name, shape in shapes:
                 numel = math.prod(shape)
                 part = math.ceil(numel / len(ranks))
                 if offset + part > flats[0].numel():
-                    raise ConfigError(f"{optim_files[0].parent}: parameter {name} {tuple(shape)} runs past the "
-                                      "saved fp32 partitions; the checkpoint does not match its model states")
-                value = torch.cat([f[offset:offset + part] for f in flats])[:numel].view(*shape)
+                    raise ConfigError(
+                        f"{optim_files[0].parent}: parameter {name} {tuple(shape)} runs past the "
+                        "saved fp32 partitions; the checkpoint does not match its model states"
+                    )
+                value = torch.cat([f[offset : offset + part] for f in flats])[:numel].view(*shape)
                 prefix = name.rsplit(".", 1)[0]
                 add(name, value, starts.get(prefix, 0))
                 offset += part
@@ -243,8 +272,10 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
     ep = ep_size if model.is_moe else 1
     if zero3_models:
         if len(optim_files) != len(zero3_models):
-            raise ConfigError(f"{tag_dir}: {len(zero3_models)} model-state files but {len(optim_files)} optimizer "
-                              "files; the checkpoint is incomplete")
+            raise ConfigError(
+                f"{tag_dir}: {len(zero3_models)} model-state files but {len(optim_files)} optimizer "
+                "files; the checkpoint is incomplete"
+            )
         _zero3(zero3_models, optim_files, asm.add)
     elif rank0.is_file():
         states = _model_states(rank0)
@@ -252,14 +283,18 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
         opt = safe_load(optim_files[0])["optimizer_state_dict"] if optim_files else None
         if opt is not None and "single_partition_of_fp32_groups" in opt:
             if len(optim_files) != world:
-                raise ConfigError(f"{tag_dir}: {len(optim_files)} optimizer partitions for {world} ranks; the "
-                                  "checkpoint is incomplete")
+                raise ConfigError(
+                    f"{tag_dir}: {len(optim_files)} optimizer partitions for {world} ranks; the "
+                    "checkpoint is incomplete"
+                )
             del opt
             _zero12(optim_files, states["param_shapes"], world, ep, asm.add)
         else:
             del states
             _module_weights(rank0, expert_files, asm.add)
     else:
-        raise ConfigError(f"{tag_dir} holds no DeepSpeed model states (mp_rank_00_model_states.pt or "
-                          "zero_pp_rank_*_model_states.pt); point at a run directory or one checkpoint step")
+        raise ConfigError(
+            f"{tag_dir} holds no DeepSpeed model states (mp_rank_00_model_states.pt or "
+            "zero_pp_rank_*_model_states.pt); point at a run directory or one checkpoint step"
+        )
     return asm.state_dict()

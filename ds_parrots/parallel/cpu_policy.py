@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ds_parrots.config import MoEConfig, ModelConfig, TrainConfig
+from ds_parrots.config import ModelConfig, MoEConfig, TrainConfig
 from ds_parrots.parallel.cpu_allocator import keep_freed_memory
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
 import torch
+
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig, shipped_file
 from ds_parrots.errors import ConfigError
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig, shipped_file
 
 
 def env_world_size() -> int:
@@ -28,8 +30,10 @@ def micro_batch_size(train: TrainConfig, world_size: int) -> int:
     if train.micro_batch is not None:
         return train.micro_batch
     if train.global_batch % world_size:
-        raise ConfigError(f"--train.global-batch={train.global_batch} does not split evenly over {world_size} ranks; "
-                          "set --train.micro-batch (gradient accumulation makes up the rest) or change the global batch")
+        raise ConfigError(
+            f"--train.global-batch={train.global_batch} does not split evenly over {world_size} ranks; "
+            "set --train.micro-batch (gradient accumulation makes up the rest) or change the global batch"
+        )
     return train.global_batch // world_size
 
 
@@ -37,8 +41,10 @@ def gradient_accumulation(train: TrainConfig, world_size: int) -> int:
     micro = micro_batch_size(train, world_size)
     per_pass = micro * world_size
     if train.global_batch % per_pass:
-        raise ConfigError(f"--train.global-batch={train.global_batch} is not a multiple of --train.micro-batch="
-                          f"{micro} x {world_size} ranks = {per_pass}; change one of them")
+        raise ConfigError(
+            f"--train.global-batch={train.global_batch} is not a multiple of --train.micro-batch="
+            f"{micro} x {world_size} ranks = {per_pass}; change one of them"
+        )
     return train.global_batch // per_pass
 
 
@@ -46,23 +52,33 @@ def validate(model: ModelConfig, moe: MoEConfig, train: TrainConfig, world_size:
     """Every invalid combination fails here, before a process group is created."""
     if model.is_moe:
         if moe.backend == "native" and train.zero_stage == 3:
-            raise ConfigError("the native MoE backend does not run under ZeRO-3 (DeepSpeed refuses it); use "
-                              "--moe.backend autoep or --train.zero-stage 2")
+            raise ConfigError(
+                "the native MoE backend does not run under ZeRO-3 (DeepSpeed refuses it); use "
+                "--moe.backend autoep or --train.zero-stage 2"
+            )
         if model.num_experts % moe.ep_size:
-            raise ConfigError(f"--model.num-experts={model.num_experts} is not divisible by --moe.ep-size="
-                              f"{moe.ep_size}; each rank must hold the same number of experts")
+            raise ConfigError(
+                f"--model.num-experts={model.num_experts} is not divisible by --moe.ep-size="
+                f"{moe.ep_size}; each rank must hold the same number of experts"
+            )
         if moe.backend == "native" and model.top_k > 2:
-            raise ConfigError(f"--model.top-k={model.top_k}: the native MoE backend supports top-1 and top-2 "
-                              "only; use --moe.backend autoep")
+            raise ConfigError(
+                f"--model.top-k={model.top_k}: the native MoE backend supports top-1 and top-2 "
+                "only; use --moe.backend autoep"
+            )
     if moe.ep_size > 1:
         if not model.is_moe:
             raise ConfigError(f"--moe.ep-size={moe.ep_size} needs an MoE model (--model.num-experts > 1)")
         if world_size % moe.ep_size:
-            raise ConfigError(f"--moe.ep-size={moe.ep_size} does not divide the world size {world_size}; "
-                              "launch a multiple of ep-size ranks")
+            raise ConfigError(
+                f"--moe.ep-size={moe.ep_size} does not divide the world size {world_size}; "
+                "launch a multiple of ep-size ranks"
+            )
     if model.is_moe and moe.backend == "autoep" and moe.capacity_factor is not None:
-        raise ConfigError("--moe.capacity-factor applies to the native backend only (AutoEP is dropless); "
-                          "drop the flag or use --moe.backend native")
+        raise ConfigError(
+            "--moe.capacity-factor applies to the native backend only (AutoEP is dropless); "
+            "drop the flag or use --moe.backend native"
+        )
     gradient_accumulation(train, world_size)
     read_template(train)  # a missing or broken --train.ds-config fails here, not after launch
 
@@ -73,21 +89,27 @@ def read_template(train: TrainConfig) -> dict:
         return json.loads(shipped_file(f"zero{train.zero_stage}.json").read_text())
     path = Path(train.ds_config)
     if not path.is_file():
-        raise ConfigError(f"--train.ds-config {path}: no such file; give a DeepSpeed JSON config, or drop the flag "
-                          f"to use the shipped ds_configs/zero{train.zero_stage}.json")
+        raise ConfigError(
+            f"--train.ds-config {path}: no such file; give a DeepSpeed JSON config, or drop the flag "
+            f"to use the shipped ds_configs/zero{train.zero_stage}.json"
+        )
     try:
         cfg = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--train.ds-config {path} is not valid JSON ({e}); fix it, or drop the flag to use "
-                          f"the shipped ds_configs/zero{train.zero_stage}.json") from None
+        raise ConfigError(
+            f"--train.ds-config {path} is not valid JSON ({e}); fix it, or drop the flag to use "
+            f"the shipped ds_configs/zero{train.zero_stage}.json"
+        ) from None
     if not isinstance(cfg, dict):
-        raise ConfigError(f"--train.ds-config {path} holds a JSON {type(cfg).__name__}, not an object of DeepSpeed "
-                          "settings")
+        raise ConfigError(
+            f"--train.ds-config {path} holds a JSON {type(cfg).__name__}, not an object of DeepSpeed settings"
+        )
     return cfg
 
 
-def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig,
-                    world_size: int) -> dict:
+def build_ds_config(
+    model: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig, world_size: int
+) -> dict:
     """The DeepSpeed config: the template with our flags written over the fields they own."""
     cfg = read_template(train)
     cfg["train_micro_batch_size_per_gpu"] = micro_batch_size(train, world_size)
@@ -99,8 +121,12 @@ def build_ds_config(model: ModelConfig, moe: MoEConfig, optim: OptimConfig, trai
     cfg.pop("fp16", None)
     cfg.setdefault("steps_per_print", 10**9)
     if model.is_moe and moe.backend == "autoep":
-        cfg["expert_parallel"] = {**cfg.get("expert_parallel", {}), "enabled": True, "autoep_size": moe.ep_size,
-                                  "preset_model": "mixtral"}
+        cfg["expert_parallel"] = {
+            **cfg.get("expert_parallel", {}),
+            "enabled": True,
+            "autoep_size": moe.ep_size,
+            "preset_model": "mixtral",
+        }
     else:
         cfg.pop("expert_parallel", None)
     return cfg

@@ -28,8 +28,9 @@ def is_collective_failure(e: BaseException) -> bool:
     if isinstance(e, getattr(dist, "DistError", ())):
         return True
     text = str(e)
-    return isinstance(e, RuntimeError) and any(s in text for s in ("gloo", "Gloo", "NCCL", "Timed out",
-                                                                   "Connection reset", "Connection closed"))
+    return isinstance(e, RuntimeError) and any(
+        s in text for s in ("gloo", "Gloo", "NCCL", "Timed out", "Connection reset", "Connection closed")
+    )
 
 
 def lost_ranks(grace_s: float) -> Optional[list[int]]:
@@ -50,8 +51,13 @@ def lost_ranks(grace_s: float) -> Optional[list[int]]:
         return None
 
 
-def rank_loss_message(error: BaseException, where: str, timeout_s: float, missing: Optional[list[int]],
-                      last_checkpoint: Optional[str]) -> str:
+def rank_loss_message(
+    error: BaseException,
+    where: str,
+    timeout_s: float,
+    missing: Optional[list[int]],
+    last_checkpoint: Optional[str],
+) -> str:
     if missing is None:
         who = "rank 0 (which hosts the rendezvous store) is unreachable"
     elif missing:
@@ -59,11 +65,16 @@ def rank_loss_message(error: BaseException, where: str, timeout_s: float, missin
     else:
         who = "every rank is alive but a collective failed"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    resume = (f"resume from {last_checkpoint} with --train.resume once the node is healthy" if last_checkpoint
-              else "no checkpoint was saved yet: start the run again once the node is healthy")
-    return (f"during {where}: {who} (a collective on rank {dist.get_rank()} failed after at most "
-            f"--train.collective-timeout={timeout_s:g} s: {first_line[:200]}); check that rank's log for why it "
-            f"died or hung; {resume}")
+    resume = (
+        f"resume from {last_checkpoint} with --train.resume once the node is healthy"
+        if last_checkpoint
+        else "no checkpoint was saved yet: start the run again once the node is healthy"
+    )
+    return (
+        f"during {where}: {who} (a collective on rank {dist.get_rank()} failed after at most "
+        f"--train.collective-timeout={timeout_s:g} s: {first_line[:200]}); check that rank's log for why it "
+        f"died or hung; {resume}"
+    )
 
 
 def guard_nonfinite_grads(module: torch.nn.Module, optimizer) -> None:
@@ -84,13 +95,21 @@ def guard_nonfinite_grads(module: torch.nn.Module, optimizer) -> None:
                 p.grad.zero_()
 
 
-def nonfinite_message(step: int, reports: list[dict], global_batch: int, last_checkpoint: Optional[str]) -> str:
+def nonfinite_message(
+    step: int, reports: list[dict], global_batch: int, last_checkpoint: Optional[str]
+) -> str:
     """What happened at a non-finite step and where to find its batch. `reports`: each rank's {"rank",
     "micro_batches": indices of its micro-batches whose loss was not finite}."""
-    where = "; ".join(f"rank {r['rank']} micro-batch{'es' if len(r['micro_batches']) > 1 else ''} "
-                      f"{', '.join(map(str, r['micro_batches']))}" for r in reports if r["micro_batches"])
+    where = "; ".join(
+        f"rank {r['rank']} micro-batch{'es' if len(r['micro_batches']) > 1 else ''} "
+        f"{', '.join(map(str, r['micro_batches']))}"
+        for r in reports
+        if r["micro_batches"]
+    )
     what = f"non-finite loss ({where})" if where else "non-finite gradient (the loss was finite)"
     first = (step - 1) * global_batch
     saved = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint saved yet"
-    return (f"step {step}: {what}; the update was not applied. The step's batch is samples {first:,}..."
-            f"{first + global_batch - 1:,} of the run's sample order; {saved}")
+    return (
+        f"step {step}: {what}; the update was not applied. The step's batch is samples {first:,}..."
+        f"{first + global_batch - 1:,} of the run's sample order; {saved}"
+    )

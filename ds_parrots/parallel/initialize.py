@@ -14,11 +14,11 @@ from typing import Optional
 
 import torch
 
-from ds_parrots.config import MoEConfig, ModelConfig, OptimConfig, TrainConfig
+from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.parallel import cpu_policy
 from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
 from ds_parrots.parallel.ds_config import build_ds_config, env_world_size, resolve_precision
-from ds_parrots.parallel.moe_backends import to_native
+from ds_parrots.parallel.moe_backends import install_native_layers
 from ds_parrots.parallel.optimizer import SkippableAdamW, optimizer_factory, scheduler_factory
 from ds_parrots.parallel.router_capture import RouterCapture
 from ds_parrots.training.optim import param_groups
@@ -52,19 +52,25 @@ class ParallelModel:
 
 def mixtral_attributes(cfg: ModelConfig) -> SimpleNamespace:
     """The attributes DeepSpeed AutoEP's "mixtral" preset reads from `model.config`."""
-    return SimpleNamespace(num_local_experts=cfg.num_experts, num_experts_per_tok=cfg.top_k,
-                           hidden_size=cfg.d_model, intermediate_size=cfg.ffn, norm_topk_prob=True)
+    return SimpleNamespace(
+        num_local_experts=cfg.num_experts,
+        num_experts_per_tok=cfg.top_k,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.ffn,
+        norm_topk_prob=True,
+    )
 
 
-def parallelize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig,
-                train: TrainConfig) -> ParallelModel:
+def parallelize(
+    model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, optim: OptimConfig, train: TrainConfig
+) -> ParallelModel:
     """Turn `model` (built by ds_parrots.models.build_model, weights already set) into a DeepSpeed engine.
     Needs the process group (ds_parrots.parallel.process_group.ensure_process_group)."""
     import deepspeed
     import torch.distributed as dist
 
     if model_cfg.is_moe and moe.backend == "native":
-        to_native(model, model_cfg, moe, dist.get_rank() if dist.is_initialized() else 0)
+        install_native_layers(model, model_cfg, moe, dist.get_rank() if dist.is_initialized() else 0)
     if model_cfg.is_moe and moe.backend == "autoep":
         model.config = mixtral_attributes(model_cfg)
     if train.activation_checkpointing:
@@ -72,9 +78,13 @@ def parallelize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, 
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
     allocator = cpu_policy.before_initialize(ds_config, train) if cpu_policy.on_cpu() else None
 
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=param_groups(model, optim.weight_decay),
-                                           optimizer=optimizer_factory(model_cfg, optim, train),
-                                           lr_scheduler=scheduler_factory(optim, train), config=ds_config)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=param_groups(model, optim.weight_decay),
+        optimizer=optimizer_factory(model_cfg, optim, train),
+        lr_scheduler=scheduler_factory(optim, train),
+        config=ds_config,
+    )
     if cpu_policy.on_cpu():
         cpu_policy.after_initialize(engine.module, model_cfg, moe)
     if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
@@ -84,7 +94,15 @@ def parallelize(model: torch.nn.Module, model_cfg: ModelConfig, moe: MoEConfig, 
         engine.enable_backward_allreduce = False
     capture = RouterCapture(engine.module, model_cfg.top_k) if model_cfg.is_moe else None
     if model_cfg.is_moe and capture.num_layers != model_cfg.n_layers:
-        raise RuntimeError(f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
-                           f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.models.moe")
-    return ParallelModel(engine, capture, model_cfg, moe, guard_grads=isinstance(engine.optimizer, SkippableAdamW),
-                         cpu_allocator=allocator)
+        raise RuntimeError(
+            f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
+            f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.models.moe"
+        )
+    return ParallelModel(
+        engine,
+        capture,
+        model_cfg,
+        moe,
+        guard_grads=isinstance(engine.optimizer, SkippableAdamW),
+        cpu_allocator=allocator,
+    )

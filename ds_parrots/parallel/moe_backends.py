@@ -5,14 +5,16 @@ experts, its experts trimmed to occupied slots, and AutoEP's experts on our grou
 from __future__ import annotations
 
 import functools
+
 import torch
 from torch import nn
-from ds_parrots.config import MoEConfig, ModelConfig
-from ds_parrots.models.grouped_swiglu import grouped_swiglu
+
+from ds_parrots.checkpoints import state_dict_map
+from ds_parrots.config import ModelConfig, MoEConfig
 from ds_parrots.models.feed_forward import SwiGLU
-from ds_parrots.checkpoints.state_dict_map import to_native
-from ds_parrots.parallel.trimmed_experts import run_occupied
+from ds_parrots.models.grouped_swiglu import grouped_swiglu
 from ds_parrots.models.moe import MoEFeedForward
+from ds_parrots.parallel.trimmed_experts import run_occupied
 
 
 class NativeMoEFeedForward(nn.Module):
@@ -25,12 +27,21 @@ class NativeMoEFeedForward(nn.Module):
         dropless = moe.capacity_factor is None
         cf = 1.0 if dropless else moe.capacity_factor
         ecf = moe.eval_capacity_factor if moe.eval_capacity_factor is not None else cf
-        self.moe = MoE(hidden_size=model.d_model, expert=SwiGLU(model.d_model, model.ffn),
-                       num_experts=model.num_experts, ep_size=moe.ep_size, k=model.top_k, capacity_factor=cf,
-                       eval_capacity_factor=ecf, min_capacity=moe.min_capacity, drop_tokens=not dropless,
-                       # Deterministic top-2 (DeepSpeed samples the 2nd expert by default): same routing
-                       # as the autoep backend and as our aux-loss bookkeeping.
-                       top2_2nd_expert_sampling=False, use_rts=not dropless)
+        self.moe = MoE(
+            hidden_size=model.d_model,
+            expert=SwiGLU(model.d_model, model.ffn),
+            num_experts=model.num_experts,
+            ep_size=moe.ep_size,
+            k=model.top_k,
+            capacity_factor=cf,
+            eval_capacity_factor=ecf,
+            min_capacity=moe.min_capacity,
+            drop_tokens=not dropless,
+            # Deterministic top-2 (DeepSpeed samples the 2nd expert by default): same routing
+            # as the autoep backend and as our aux-loss bookkeeping.
+            top2_2nd_expert_sampling=False,
+            use_rts=not dropless,
+        )
         if moe.native_experts == "trimmed":
             self.moe.deepspeed_moe.experts.__class__ = _trimmed_experts_class()
 
@@ -77,23 +88,29 @@ def use_grouped_swiglu(model: nn.Module) -> int:
 
     switched = 0
     for module in model.modules():
-        if (type(module) is GroupedExperts and module.activation == "swiglu" and not module.use_grouped_mm
-                and not module.use_triton_grouped_mm):
+        if (
+            type(module) is GroupedExperts
+            and module.activation == "swiglu"
+            and not module.use_grouped_mm
+            and not module.use_triton_grouped_mm
+        ):
             module.__class__ = _grouped_swiglu_experts_class()
             switched += 1
     return switched
 
 
-def backend_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig,
-                       rank: int) -> dict[str, torch.Tensor]:
+def backend_state_dict(
+    state: dict[str, torch.Tensor], model: ModelConfig, moe: MoEConfig, rank: int
+) -> dict[str, torch.Tensor]:
     """A state dict in the single-device (Mixtral) layout, renamed for the model this backend builds on `rank`:
     the native layer holds only its expert-parallel rank's experts (checkpoints/state_dict_map.to_native);
     AutoEP slices the full tensors itself at initialize."""
     if model.is_moe and moe.backend == "native":
-        return to_native(state, model, moe.ep_size, rank)
+        return state_dict_map.to_native(state, model, moe.ep_size, rank)
     return state
 
-def to_native(model: nn.Module, cfg: ModelConfig, moe: MoEConfig, rank: int) -> None:
+
+def install_native_layers(model: nn.Module, cfg: ModelConfig, moe: MoEConfig, rank: int) -> None:
     """Replace the MoE feed-forward of every block with DeepSpeed's native layer, holding the same router and
     this rank's experts (copied from the plain model, so that both backends start from the same weights)."""
     state = model.state_dict()

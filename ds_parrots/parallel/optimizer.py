@@ -4,7 +4,7 @@ learning-rate schedule as a LambdaLR that DeepSpeed steps."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -87,8 +87,10 @@ def shutdown(barrier: bool = True) -> None:
 
 def shm_buffer_path(rank: int) -> Path:
     """DeepSpeed's CPU shared-memory allreduce buffer of `rank` (ops/csrc/cpu/comm/shm.cpp names it so)."""
-    return Path("/dev/shm") / (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
-                               f"{os.environ.get('MASTER_PORT', '')}_{rank}")
+    return Path("/dev/shm") / (
+        f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
+        f"{os.environ.get('MASTER_PORT', '')}_{rank}"
+    )
 
 
 def _unlink_shm_buffer(rank: int) -> None:

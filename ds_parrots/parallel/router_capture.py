@@ -1,17 +1,15 @@
-"""Router logits of every MoE layer, whichever backend runs it, for the auxiliary losses and expert load.
-"""
+"""Router logits of every MoE layer, whichever backend runs it, for the auxiliary losses and expert load."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ds_parrots.models.moe import expert_load
-from ds_parrots.models.moe import load_balancing_loss
-from ds_parrots.models.moe import z_loss
 
+from ds_parrots.models.moe import expert_load, load_balancing_loss, z_loss
 
 # Router linear layers, by qualified name: ours (before AutoEP) and AutoEP's.
 _ROUTER_LINEAR = re.compile(r"(?:^|\.)layers\.(\d+)\.mlp\.(?:gate|router\.gate)$")
@@ -62,6 +60,7 @@ class RouterCapture:
             if not torch.is_grad_enabled():
                 return
             self.logits.setdefault(layer, []).append(output)
+
         return hook
 
     def _native_hook(self, layer: int):
@@ -70,6 +69,7 @@ class RouterCapture:
                 return
             logits = F.linear(inputs[0].float(), module.wg.weight.float())
             self.logits.setdefault(layer, []).append(logits)
+
         return hook
 
     def clear(self) -> None:

@@ -13,12 +13,13 @@ calls this first fails in a second instead of after every node has started.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
-from ds_parrots.errors import ConfigError
-from ds_parrots.config import MoEConfig, ModelConfig, TrainConfig
+from typing import Optional
 
+from ds_parrots.config import ModelConfig, MoEConfig, TrainConfig
+from ds_parrots.errors import ConfigError
 
 # DeepSpeed's own hostfile rule (launcher/runner.py _parse_hostfile): a host, blanks, `slots=<digits>`,
 # anything after that ignored; lines starting with # and blank lines skipped.
@@ -97,16 +98,20 @@ class Topology:
             data = f"data-parallel {self.dp_size} (expert data-parallel {self.expert_dp_size})"
         else:
             experts, data = "expert-parallel 1 (dense)", f"data-parallel {self.dp_size}"
-        return (f"topology: {describe_machines(self.hosts)}; {experts}; {data}; micro batch {self.micro_batch} x "
-                f"accumulation {self.accumulation} x {self.world_size} ranks = global {self.global_batch}")
+        return (
+            f"topology: {describe_machines(self.hosts)}; {experts}; {data}; micro batch {self.micro_batch} x "
+            f"accumulation {self.accumulation} x {self.world_size} ranks = global {self.global_batch}"
+        )
 
 
 def parse_hostfile(path) -> list[tuple[str, int]]:
     """(host, slots) per line of a DeepSpeed hostfile, in file order; ConfigError names the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"hostfile {path}: no such file; write one line 'hostname slots=N' per node "
-                          "(see launch/hostfile.example)")
+        raise ConfigError(
+            f"hostfile {path}: no such file; write one line 'hostname slots=N' per node "
+            "(see launch/hostfile.example)"
+        )
     hosts: list[tuple[str, int]] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
@@ -115,20 +120,28 @@ def parse_hostfile(path) -> list[tuple[str, int]]:
             continue
         match = HOSTFILE_LINE.match(line)
         if not match:
-            raise ConfigError(f"hostfile {path} line {number}: {line!r} is not 'hostname slots=N'; fix or "
-                              "comment out the line with #")
+            raise ConfigError(
+                f"hostfile {path} line {number}: {line!r} is not 'hostname slots=N'; fix or "
+                "comment out the line with #"
+            )
         host, slots = match.group(1), int(match.group(2))
         if host in first_line:
-            raise ConfigError(f"hostfile {path} line {number}: host {host!r} already listed on line "
-                              f"{first_line[host]}; list each node once with all its slots")
+            raise ConfigError(
+                f"hostfile {path} line {number}: host {host!r} already listed on line "
+                f"{first_line[host]}; list each node once with all its slots"
+            )
         if slots < 1:
-            raise ConfigError(f"hostfile {path} line {number}: {host} has slots={slots}; give slots >= 1 "
-                              "(the GPUs to use on that node) or remove the line")
+            raise ConfigError(
+                f"hostfile {path} line {number}: {host} has slots={slots}; give slots >= 1 "
+                "(the GPUs to use on that node) or remove the line"
+            )
         first_line[host] = number
         hosts.append((host, slots))
     if not hosts:
-        raise ConfigError(f"hostfile {path} lists no hosts (only blank or comment lines); add one line "
-                          "'hostname slots=N' per node")
+        raise ConfigError(
+            f"hostfile {path} lists no hosts (only blank or comment lines); add one line "
+            "'hostname slots=N' per node"
+        )
     return hosts
 
 
@@ -153,8 +166,9 @@ def expand_nodelist(nodelist: str) -> list[str]:
     name multiply out (`r[1-2]n[1-2]` -> r1n1 r1n2 r2n1 r2n2)."""
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"SLURM_JOB_NODELIST={nodelist!r}: {why}; expected a SLURM host list like "
-                           "'node[01-03,07],gpu5'")
+        return ConfigError(
+            f"SLURM_JOB_NODELIST={nodelist!r}: {why}; expected a SLURM host list like 'node[01-03,07],gpu5'"
+        )
 
     if nodelist.count("[") != nodelist.count("]"):
         raise bad("unbalanced brackets")
@@ -182,8 +196,10 @@ def slurm_hosts(env: Mapping[str, str]) -> list[str]:
     """The job's hosts in node-id order, from SLURM_JOB_NODELIST (or SLURM_NODELIST) in `env`."""
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
-        raise ConfigError("--slurm: SLURM_JOB_NODELIST is not set; run inside a SLURM allocation (sbatch / salloc) "
-                          "or give --hostfile / --gpus-per-node instead")
+        raise ConfigError(
+            "--slurm: SLURM_JOB_NODELIST is not set; run inside a SLURM allocation (sbatch / salloc) "
+            "or give --hostfile / --gpus-per-node instead"
+        )
     return expand_nodelist(nodelist)
 
 
@@ -215,7 +231,9 @@ def machines(args: TopologyArgs, env: Mapping[str, str]) -> list[tuple[str, int]
             raise ConfigError(f"--gpus-per-node={gpus} must be >= 1")
         return [(host, gpus) for host in slurm_hosts(env)]
     if args.gpus_per_node is None:
-        raise ConfigError("no machines given; pass --hostfile PATH, --slurm, or --gpus-per-node G [--num-nodes N]")
+        raise ConfigError(
+            "no machines given; pass --hostfile PATH, --slurm, or --gpus-per-node G [--num-nodes N]"
+        )
     num_nodes = 1 if args.num_nodes is None else args.num_nodes
     for flag, value in (("--num-nodes", num_nodes), ("--gpus-per-node", args.gpus_per_node)):
         if value < 1:
@@ -231,5 +249,10 @@ def resolve(hosts: list[tuple[str, int]], model: ModelConfig, moe: MoEConfig, tr
 
     world = sum(slots for _, slots in hosts)
     validate(model, moe, train, world)
-    return Topology(hosts=hosts, ep_size=moe.ep_size, num_experts=model.num_experts,
-                    micro_batch=micro_batch_size(train, world), accumulation=gradient_accumulation(train, world))
+    return Topology(
+        hosts=hosts,
+        ep_size=moe.ep_size,
+        num_experts=model.num_experts,
+        micro_batch=micro_batch_size(train, world),
+        accumulation=gradient_accumulation(train, world),
+    )

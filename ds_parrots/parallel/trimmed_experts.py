@@ -18,7 +18,7 @@ Plain PyTorch, one device; `ds_parrots.models.moe` installs it in DeepSpeed's `E
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +50,11 @@ def run_occupied(experts: Sequence[nn.Module], inputs: torch.Tensor) -> torch.Te
     # every expert a gradient of the full input).
     for expert, column, used in zip(experts, inputs.unbind(dim=1), ends):
         if groups == 1:
-            rows = column[0, :used[0]]
+            rows = column[0, : used[0]]
         else:
             rows = torch.cat([column[g, :n] for g, n in enumerate(used)])
         y = expert(rows)
-        outs.append(torch.stack([F.pad(part, (0, 0, 0, capacity - n)) for part, n in zip(y.split(used), used)]))
+        outs.append(
+            torch.stack([F.pad(part, (0, 0, 0, capacity - n)) for part, n in zip(y.split(used), used)])
+        )
     return torch.stack(outs, dim=1)

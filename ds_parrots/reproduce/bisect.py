@@ -7,8 +7,9 @@ tested and a reader can spot a non-monotone model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional
+from typing import Literal, Optional
 
 
 @dataclass
@@ -49,7 +50,10 @@ def bisect_ladder(ladder: tuple[int, ...], passes: Callable[[int], Optional[bool
     if not ladder or list(ladder) != sorted(set(ladder)):
         raise ValueError(f"a ladder is a non-empty increasing sequence of book sizes, not {ladder}")
     search = Search(tuple(ladder))
-    lo, hi = -1, len(ladder)  # lo: largest rung known to pass (-1: none); hi: smallest known to fail (n: none)
+    lo, hi = (
+        -1,
+        len(ladder),
+    )  # lo: largest rung known to pass (-1: none); hi: smallest known to fail (n: none)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         ok = passes(ladder[mid])

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
 from ds_parrots.reproduce.bisect import Search, bisect_ladder, max_probes
 from ds_parrots.reproduce.scales import Experiment, ModelSpec
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ds_parrots.cli.reproduce import ReproduceArgs
@@ -39,16 +39,41 @@ def _points(args: ReproduceArgs, exp: Experiment, epochs: float) -> list:
         keys = {"width": spec.width, "experts": spec.experts}
         if args.experiment == "phonebook":
             for book in exp.ladder:
-                points.append(Point(_run_name("phonebook", spec, args.seed, book), "phonebook",
-                                    {**keys, "book_size": book},
-                                    (*spec.args, "--task.book-size", str(book), "--train.steps",
-                                     str(exp.steps(book, epochs)), "--train.global-batch", str(exp.global_batch),
-                                     *seeds)))
+                points.append(
+                    Point(
+                        _run_name("phonebook", spec, args.seed, book),
+                        "phonebook",
+                        {**keys, "book_size": book},
+                        (
+                            *spec.args,
+                            "--task.book-size",
+                            str(book),
+                            "--train.steps",
+                            str(exp.steps(book, epochs)),
+                            "--train.global-batch",
+                            str(exp.global_batch),
+                            *seeds,
+                        ),
+                    )
+                )
         else:
-            points.append(Point(_run_name("shortest-path", spec, args.seed), "shortest-path", keys,
-                                (*spec.args, "--task.num-train", str(exp.num_train), "--train.steps",
-                                 str(exp.steps(exp.num_train, epochs)), "--train.global-batch",
-                                 str(exp.global_batch), *seeds)))
+            points.append(
+                Point(
+                    _run_name("shortest-path", spec, args.seed),
+                    "shortest-path",
+                    keys,
+                    (
+                        *spec.args,
+                        "--task.num-train",
+                        str(exp.num_train),
+                        "--train.steps",
+                        str(exp.steps(exp.num_train, epochs)),
+                        "--train.global-batch",
+                        str(exp.global_batch),
+                        *seeds,
+                    ),
+                )
+            )
     return points
 
 
@@ -56,16 +81,20 @@ def _header(args: ReproduceArgs, exp: Experiment, epochs: float, runs: dict, thr
     from ds_parrots.models.counting import human
 
     launcher = "python" if args.num_gpus == 1 else f"deepspeed --num_gpus {args.num_gpus}"
-    lines = [f"reproduce {args.experiment} --scale {args.scale}: {exp.description}",
-             f"  {len(exp.models)} models, {epochs:g} epochs per run ({exp.steps_rule(_SIZE[args.experiment])}), "
-             f"{launcher} per run" + (f", OMP_NUM_THREADS={threads}" if threads else "")]
+    lines = [
+        f"reproduce {args.experiment} --scale {args.scale}: {exp.description}",
+        f"  {len(exp.models)} models, {epochs:g} epochs per run ({exp.steps_rule(_SIZE[args.experiment])}), "
+        f"{launcher} per run" + (f", OMP_NUM_THREADS={threads}" if threads else ""),
+    ]
     for spec in exp.models:
         first = runs[_run_name(args.experiment, spec, args.seed, exp.ladder[0] if exp.ladder else None)]
         total, active = human(first.params["total"]), human(first.params["active"])
         lines.append(f"  {spec.name:<10} total {total:>7}  active {active:>7}")
     if exp.ladder:
-        lines.append(f"  ladder ({len(exp.ladder)} rungs, at most {max_probes(len(exp.ladder))} probes per model): "
-                     + ", ".join(f"{b:,} ({exp.steps(b, epochs):,} steps)" for b in exp.ladder))
+        lines.append(
+            f"  ladder ({len(exp.ladder)} rungs, at most {max_probes(len(exp.ladder))} probes per model): "
+            + ", ".join(f"{b:,} ({exp.steps(b, epochs):,} steps)" for b in exp.ladder)
+        )
     return "\n".join(lines)
 
 
@@ -94,38 +123,64 @@ def _phonebook(args: ReproduceArgs, exp: Experiment, epochs: float, root: Path, 
     from ds_parrots_eval.plot import phonebook_passed
 
     start, seconds_before = time.monotonic(), known_seconds(root)
-    summary = {"kind": "phonebook_capacity", "experiment": "phonebook", "scale": args.scale,
-               "description": exp.description, "seed": args.seed, "metric": "exact_match",
-               "pass_threshold": _config(next(iter(runs.values()))).task.pass_threshold,
-               "ladder": list(exp.ladder), "epochs": epochs, "global_batch": exp.global_batch,
-               "steps_rule": exp.steps_rule(_SIZE["phonebook"]),
-               "steps": {str(b): exp.steps(b, epochs) for b in exp.ladder}, "num_gpus": args.num_gpus,
-               "extra": args.extra, "models": []}
+    summary = {
+        "kind": "phonebook_capacity",
+        "experiment": "phonebook",
+        "scale": args.scale,
+        "description": exp.description,
+        "seed": args.seed,
+        "metric": "exact_match",
+        "pass_threshold": _config(next(iter(runs.values()))).task.pass_threshold,
+        "ladder": list(exp.ladder),
+        "epochs": epochs,
+        "global_batch": exp.global_batch,
+        "steps_rule": exp.steps_rule(_SIZE["phonebook"]),
+        "steps": {str(b): exp.steps(b, epochs) for b in exp.ladder},
+        "num_gpus": args.num_gpus,
+        "extra": args.extra,
+        "models": [],
+    }
     failed = 0
     for i, spec in enumerate(exp.models, 1):
         head = f"[{i}/{len(exp.models)}] {spec.name}"
         probes: list[dict] = []
 
-        def passes(book: int) -> Optional[bool]:
+        def passes(book: int, spec=spec, probes=probes, head=head) -> Optional[bool]:
             planned = runs[_run_name("phonebook", spec, args.seed, book)]
             probe = run_probe(planned, root, args.num_gpus, seconds_before.get(planned.name))
             if probe.results is None:
-                probes.append(probe_entry(probe, book, exp.steps(book, epochs), {"exact_match": None}, None,
-                                          planned.run_dir))
-                print(f"{head} book {book:,}: FAILED to run ({probe.seconds:.0f} s), log {probe.log}", flush=True)
+                probes.append(
+                    probe_entry(
+                        probe, book, exp.steps(book, epochs), {"exact_match": None}, None, planned.run_dir
+                    )
+                )
+                print(
+                    f"{head} book {book:,}: FAILED to run ({probe.seconds:.0f} s), log {probe.log}",
+                    flush=True,
+                )
                 return None
             accuracy = probe.results["metrics"]["exact_match"]
             ok = phonebook_passed(probe.results)
-            probes.append(probe_entry(probe, book, exp.steps(book, epochs), {"exact_match": accuracy}, ok,
-                                      planned.run_dir))
-            print(f"{head} book {book:,}: exact match {100 * accuracy:.1f}% {'PASS' if ok else 'fail'} "
-                  f"({_seconds_text(probe)})", flush=True)
+            probes.append(
+                probe_entry(
+                    probe, book, exp.steps(book, epochs), {"exact_match": accuracy}, ok, planned.run_dir
+                )
+            )
+            print(
+                f"{head} book {book:,}: exact match {100 * accuracy:.1f}% {'PASS' if ok else 'fail'} "
+                f"({_seconds_text(probe)})",
+                flush=True,
+            )
             return ok
 
         search: Search = bisect_ladder(exp.ladder, passes)
         failed += search.bound == "error"
-        entry = {**_model_entry(spec, runs[_run_name("phonebook", spec, args.seed, exp.ladder[0])]),
-                 "capacity": search.capacity, "bound": search.bound, "probes": probes}
+        entry = {
+            **_model_entry(spec, runs[_run_name("phonebook", spec, args.seed, exp.ladder[0])]),
+            "capacity": search.capacity,
+            "bound": search.bound,
+            "probes": probes,
+        }
         summary["models"].append(entry)
         summary["wall_seconds"] = round(time.monotonic() - start, 1)
         write_summary(root, summary)
@@ -134,10 +189,12 @@ def _phonebook(args: ReproduceArgs, exp: Experiment, epochs: float, root: Path, 
 
 
 def _capacity_line(search: Search) -> str:
-    return {"exact": lambda: f"{search.capacity:,} (the next rung failed)",
-            "at_least": lambda: f">= {search.capacity:,} (passed the largest book)",
-            "below": lambda: f"< {search.ladder[0]:,} (failed the smallest book)",
-            "error": lambda: "unknown: a probe crashed"}[search.bound]()
+    return {
+        "exact": lambda: f"{search.capacity:,} (the next rung failed)",
+        "at_least": lambda: f">= {search.capacity:,} (passed the largest book)",
+        "below": lambda: f"< {search.ladder[0]:,} (failed the smallest book)",
+        "error": lambda: "unknown: a probe crashed",
+    }[search.bound]()
 
 
 def _shortest_path(args: ReproduceArgs, exp: Experiment, epochs: float, root: Path, runs: dict) -> int:
@@ -145,11 +202,21 @@ def _shortest_path(args: ReproduceArgs, exp: Experiment, epochs: float, root: Pa
     from ds_parrots.reproduce.report import known_seconds, probe_entry, write_summary
 
     start, seconds_before = time.monotonic(), known_seconds(root)
-    summary = {"kind": "shortest_path_accuracy", "experiment": "shortest-path", "scale": args.scale,
-               "description": exp.description, "seed": args.seed, "metric": "valid_shortest", "epochs": epochs,
-               "num_train": exp.num_train, "global_batch": exp.global_batch,
-               "steps_rule": exp.steps_rule(_SIZE["shortest-path"]),
-               "num_gpus": args.num_gpus, "extra": args.extra, "runs": []}
+    summary = {
+        "kind": "shortest_path_accuracy",
+        "experiment": "shortest-path",
+        "scale": args.scale,
+        "description": exp.description,
+        "seed": args.seed,
+        "metric": "valid_shortest",
+        "epochs": epochs,
+        "num_train": exp.num_train,
+        "global_batch": exp.global_batch,
+        "steps_rule": exp.steps_rule(_SIZE["shortest-path"]),
+        "num_gpus": args.num_gpus,
+        "extra": args.extra,
+        "runs": [],
+    }
     failed = 0
     for i, spec in enumerate(exp.models, 1):
         name = _run_name("shortest-path", spec, args.seed)
@@ -159,15 +226,21 @@ def _shortest_path(args: ReproduceArgs, exp: Experiment, epochs: float, root: Pa
         if probe.results is None:
             failed += 1
             metrics = {"accuracy": None, "exact_match": None}
-            print(f"[{i}/{len(exp.models)}] {spec.name}: FAILED to run ({probe.seconds:.0f} s), log {probe.log}",
-                  flush=True)
+            print(
+                f"[{i}/{len(exp.models)}] {spec.name}: FAILED to run ({probe.seconds:.0f} s), log {probe.log}",
+                flush=True,
+            )
         else:
             m = probe.results["metrics"]
             metrics = {"accuracy": m["valid_shortest"], "exact_match": m["exact_match"]}
-            print(f"[{i}/{len(exp.models)}] {spec.name}: valid shortest path {100 * m['valid_shortest']:.1f}%, exact "
-                  f"match {100 * m['exact_match']:.1f}% ({_seconds_text(probe)})", flush=True)
-        summary["runs"].append({**_model_entry(spec, planned),
-                                **probe_entry(probe, None, steps, metrics, None, planned.run_dir)})
+            print(
+                f"[{i}/{len(exp.models)}] {spec.name}: valid shortest path {100 * m['valid_shortest']:.1f}%, exact "
+                f"match {100 * m['exact_match']:.1f}% ({_seconds_text(probe)})",
+                flush=True,
+            )
+        summary["runs"].append(
+            {**_model_entry(spec, planned), **probe_entry(probe, None, steps, metrics, None, planned.run_dir)}
+        )
         summary["wall_seconds"] = round(time.monotonic() - start, 1)
         write_summary(root, summary)
     return _finish(root, summary, failed)
@@ -177,12 +250,15 @@ def _finish(root: Path, summary: dict, failed: int) -> int:
     from ds_parrots.reproduce.report import TABLE, draw, write_summary
 
     paths = write_summary(root, summary)
-    drawable = [m for m in summary.get("models", []) if m["bound"] != "error"] + \
-        [r for r in summary.get("runs", []) if r["accuracy"] is not None]
+    drawable = [m for m in summary.get("models", []) if m["bound"] != "error"] + [
+        r for r in summary.get("runs", []) if r["accuracy"] is not None
+    ]
     figures = draw(root) if drawable else []  # every run crashed: nothing to draw, the table says so
     print((root / TABLE).read_text(), end="")
     print(f"wrote {', '.join(str(p) for p in (*paths, *figures))}")
     what = "probe" if summary["kind"] == "phonebook_capacity" else "run"
-    print(f"done in {summary['wall_seconds']:.0f} s" + (f"; {failed} model(s) with a crashed {what}, see the logs"
-                                                        if failed else ""))
+    print(
+        f"done in {summary['wall_seconds']:.0f} s"
+        + (f"; {failed} model(s) with a crashed {what}, see the logs" if failed else "")
+    )
     return 1 if failed else 0

@@ -14,23 +14,32 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
-from ds_parrots.training.checkpoint import RESUMABLE_CHANGES
 from ds_parrots.errors import ConfigError
 from ds_parrots.sweep.grids import Grid, Point
 from ds_parrots.sweep.outputs import execute
 from ds_parrots.sweep.plan import PlannedRun, plan
+from ds_parrots.training.checkpoint import RESUMABLE_CHANGES
 
 # A finished run is reused only if it is the run planned now: what may differ is where it lives and how it logged
 # (the changes a resume allows), but not its length or how much of the eval set it scored.
 REUSABLE_CHANGES = RESUMABLE_CHANGES - {"train.steps", "train.max_eval"}
 
 
-def plan_runs(name: str, description: str, points: list[Point], defaults: tuple[str, ...], gpus: int,
-              ep_size: Optional[int], extra: str, out_dir: Path) -> dict[str, PlannedRun]:
+def plan_runs(
+    name: str,
+    description: str,
+    points: list[Point],
+    defaults: tuple[str, ...],
+    gpus: int,
+    ep_size: Optional[int],
+    extra: str,
+    out_dir: Path,
+) -> dict[str, PlannedRun]:
     """Every point checked and planned as the sweep plans its runs; by run name. `defaults`: train flags of every
     run (--extra may override them, not the points' own flags)."""
     grid = Grid(description, lambda: list(points), defaults)
@@ -41,9 +50,9 @@ def check_finished_runs(runs: dict[str, PlannedRun]) -> None:
     """Refuse, before training anything, to reuse a finished run (results.json) whose recorded config.json is not
     the run planned now: e.g. a rerun after --epochs or a scale's steps changed would otherwise skip the probe and
     report the old run's accuracy as this configuration's."""
+    from ds_parrots.sweep.plan import parse_train, sized_model
     from ds_parrots.training.checkpoint import flatten_config
     from ds_parrots.training.setup import run_config_dict
-    from ds_parrots.sweep.plan import parse_train, sized_model
 
     stale = []
     for r in runs.values():
@@ -52,16 +61,24 @@ def check_finished_runs(runs: dict[str, PlannedRun]) -> None:
             continue
         run = parse_train(r.args)
         planned = run_config_dict(run, sized_model(r.subcommand, run), task_name=r.subcommand)
-        new = flatten_config(json.loads(json.dumps(planned, default=str)))  # as train.py writes it: Paths as strings
+        new = flatten_config(
+            json.loads(json.dumps(planned, default=str))
+        )  # as train.py writes it: Paths as strings
         saved = flatten_config(json.loads(saved_path.read_text()))
-        diff = sorted(k for k in saved.keys() | new.keys() if k not in REUSABLE_CHANGES and saved.get(k) != new.get(k))
+        diff = sorted(
+            k for k in saved.keys() | new.keys() if k not in REUSABLE_CHANGES and saved.get(k) != new.get(k)
+        )
         if diff:
-            stale.append((r.run_dir, ", ".join(f"{k}: {saved.get(k)!r} there, {new.get(k)!r} now" for k in diff[:3])))
+            stale.append(
+                (r.run_dir, ", ".join(f"{k}: {saved.get(k)!r} there, {new.get(k)!r} now" for k in diff[:3]))
+            )
     if stale:
         run_dir, shown = stale[0]
         more = f" (and {len(stale) - 1} more finished runs)" if len(stale) > 1 else ""
-        raise ConfigError(f"{run_dir} holds a finished run of other settings ({shown}){more}; remove those run "
-                          f"directories or choose another --out-dir, so that no old result is reported as new")
+        raise ConfigError(
+            f"{run_dir} holds a finished run of other settings ({shown}){more}; remove those run "
+            f"directories or choose another --out-dir, so that no old result is reported as new"
+        )
 
 
 @contextlib.contextmanager

@@ -14,16 +14,33 @@ SUMMARY, TABLE = "summary.json", "table.md"
 
 def model_entry(name: str, model, params: dict) -> dict:
     """The fields plot reads from every kind of result file: model.d_model / num_experts, params.total / active."""
-    return {"name": name, "model": {"d_model": model.d_model, "n_layers": model.n_layers,
-                                    "num_experts": model.num_experts, "top_k": model.top_k, "ffn_dim": model.ffn},
-            "params": {"total": params["total"], "active": params["active"]}}
+    return {
+        "name": name,
+        "model": {
+            "d_model": model.d_model,
+            "n_layers": model.n_layers,
+            "num_experts": model.num_experts,
+            "top_k": model.top_k,
+            "ffn_dim": model.ffn,
+        },
+        "params": {"total": params["total"], "active": params["active"]},
+    }
 
 
-def probe_entry(probe, book_size: Optional[int], steps: int, metrics: dict, passed: Optional[bool],
-                run_dir: Path) -> dict:
-    return {**({"book_size": book_size} if book_size is not None else {}), "run": probe.run, "status": probe.status,
-            **metrics, **({} if passed is None else {"passed": passed}), "steps": steps, "seconds": probe.seconds,
-            "run_dir": str(run_dir), "log": probe.log}
+def probe_entry(
+    probe, book_size: Optional[int], steps: int, metrics: dict, passed: Optional[bool], run_dir: Path
+) -> dict:
+    return {
+        **({"book_size": book_size} if book_size is not None else {}),
+        "run": probe.run,
+        "status": probe.status,
+        **metrics,
+        **({} if passed is None else {"passed": passed}),
+        "steps": steps,
+        "seconds": probe.seconds,
+        "run_dir": str(run_dir),
+        "log": probe.log,
+    }
 
 
 def known_seconds(root: Path) -> dict[str, float]:
@@ -38,8 +55,12 @@ def known_seconds(root: Path) -> dict[str, float]:
 
 def _capacity_text(entry: dict, smallest: int) -> str:
     cap, bound = entry["capacity"], entry["bound"]
-    return {"exact": lambda: f"{cap:,}", "at_least": lambda: f">= {cap:,}", "below": lambda: f"< {smallest:,}",
-            "error": lambda: "error (a probe crashed)"}[bound]()
+    return {
+        "exact": lambda: f"{cap:,}",
+        "at_least": lambda: f">= {cap:,}",
+        "below": lambda: f"< {smallest:,}",
+        "error": lambda: "error (a probe crashed)",
+    }[bound]()
 
 
 def _seconds(entries: list[dict]) -> str:
@@ -49,47 +70,75 @@ def _seconds(entries: list[dict]) -> str:
 
 def _table(caption: str, columns: list[str], align: str) -> list[str]:
     """A caption and a markdown table header; `align`: l or r per column."""
-    return [caption, "", "| " + " | ".join(columns) + " |",
-            "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    return [
+        caption,
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|",
+    ]
 
 
 def phonebook_table(summary: dict) -> str:
     """Markdown: one row per model; probes in the order the bisection ran them."""
-    rows = _table(f"Phone-book capacity, scale `{summary['scale']}`: the largest book answered exactly on >= "
-                  f"{100 * summary['pass_threshold']:g}% of min(1000, book) queries; books {summary['ladder']}, "
-                  f"{summary['epochs']:g} epochs per book ({summary['steps_rule']}).",
-                  ["model", "total params", "active params", "capacity", "probes (book: exact match)", "seconds"],
-                  "lrrrlr")
+    rows = _table(
+        f"Phone-book capacity, scale `{summary['scale']}`: the largest book answered exactly on >= "
+        f"{100 * summary['pass_threshold']:g}% of min(1000, book) queries; books {summary['ladder']}, "
+        f"{summary['epochs']:g} epochs per book ({summary['steps_rule']}).",
+        ["model", "total params", "active params", "capacity", "probes (book: exact match)", "seconds"],
+        "lrrrlr",
+    )
     for m in summary["models"]:
         probes = ", ".join(
-            f"{p['book_size']:,}: failed to run" if p["status"] == "failed" else
-            f"{p['book_size']:,}: {100 * p['exact_match']:.1f}% {'pass' if p['passed'] else 'fail'}"
-            for p in m["probes"])
-        rows.append(f"| {m['name']} | {human(m['params']['total'])} | {human(m['params']['active'])} | "
-                    f"{_capacity_text(m, min(summary['ladder']))} | {probes} | {_seconds(m['probes'])} |")
+            f"{p['book_size']:,}: failed to run"
+            if p["status"] == "failed"
+            else f"{p['book_size']:,}: {100 * p['exact_match']:.1f}% {'pass' if p['passed'] else 'fail'}"
+            for p in m["probes"]
+        )
+        rows.append(
+            f"| {m['name']} | {human(m['params']['total'])} | {human(m['params']['active'])} | "
+            f"{_capacity_text(m, min(summary['ladder']))} | {probes} | {_seconds(m['probes'])} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def shortest_path_table(summary: dict) -> str:
-    rows = _table(f"Shortest path, scale `{summary['scale']}`: share of held-out queries answered with a valid "
-                  f"shortest path (and exact match of the canonical one), {summary['epochs']:g} epochs of "
-                  f"{summary['num_train']:,} examples.",
-                  ["model", "width", "experts", "total params", "active params", "valid shortest path", "exact match",
-                   "seconds"], "lrrrrrrr")
+    rows = _table(
+        f"Shortest path, scale `{summary['scale']}`: share of held-out queries answered with a valid "
+        f"shortest path (and exact match of the canonical one), {summary['epochs']:g} epochs of "
+        f"{summary['num_train']:,} examples.",
+        [
+            "model",
+            "width",
+            "experts",
+            "total params",
+            "active params",
+            "valid shortest path",
+            "exact match",
+            "seconds",
+        ],
+        "lrrrrrrr",
+    )
     for r in summary["runs"]:
-        scores = ("failed to run", "") if r["accuracy"] is None else \
-            (f"{100 * r['accuracy']:.1f}%", f"{100 * r['exact_match']:.1f}%")
+        scores = (
+            ("failed to run", "")
+            if r["accuracy"] is None
+            else (f"{100 * r['accuracy']:.1f}%", f"{100 * r['exact_match']:.1f}%")
+        )
         experts = r["model"]["num_experts"]
-        rows.append(f"| {r['name']} | {r['model']['d_model']} | {'dense' if experts == 1 else experts} | "
-                    f"{human(r['params']['total'])} | {human(r['params']['active'])} | {scores[0]} | {scores[1]} | "
-                    f"{_seconds([r])} |")
+        rows.append(
+            f"| {r['name']} | {r['model']['d_model']} | {'dense' if experts == 1 else experts} | "
+            f"{human(r['params']['total'])} | {human(r['params']['active'])} | {scores[0]} | {scores[1]} | "
+            f"{_seconds([r])} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def write_summary(root: Path, summary: dict) -> tuple[Path, Path]:
     """summary.json and table.md under root."""
     root.mkdir(parents=True, exist_ok=True)
-    table = phonebook_table(summary) if summary["kind"] == "phonebook_capacity" else shortest_path_table(summary)
+    table = (
+        phonebook_table(summary) if summary["kind"] == "phonebook_capacity" else shortest_path_table(summary)
+    )
     (root / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     (root / TABLE).write_text(table)
     return root / SUMMARY, root / TABLE

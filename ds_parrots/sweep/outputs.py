@@ -22,8 +22,12 @@ def write_plan(out: Path, grid: str, gpus: int, runs: list[PlannedRun], descript
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for r in runs:
         (out / "configs" / f"{r.name}.json").write_text(json.dumps(r.ds_config, indent=2) + "\n")
-    manifest = {"grid": grid, "description": description or GRIDS[grid].description, "gpus_per_run": gpus,
-                "runs": [r.manifest_entry() for r in runs]}
+    manifest = {
+        "grid": grid,
+        "description": description or GRIDS[grid].description,
+        "gpus_per_run": gpus,
+        "runs": [r.manifest_entry() for r in runs],
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -47,23 +51,43 @@ exec bash {launcher} {args} $resume
 """
 
 
-def emit_slurm(out: Path, grid: str, gpus: int, sbatch_options: tuple[str, ...], runs: list[PlannedRun],
-               command: str = "") -> None:
+def emit_slurm(
+    out: Path,
+    grid: str,
+    gpus: int,
+    sbatch_options: tuple[str, ...],
+    runs: list[PlannedRun],
+    command: str = "",
+) -> None:
     """One job script per run and submit_all.sh; `command`: what wrote them, for the scripts' header."""
     command = command or f"ds-parrots sweep {grid} --emit slurm"
     if not SLURM_LAUNCHER.is_file():
-        raise ConfigError(f"--emit slurm: the jobs call {SLURM_LAUNCHER}, which is missing (an installed copy of the "
-                          "package has no launch/ folder); run the sweep from a checkout of the repository")
+        raise ConfigError(
+            f"--emit slurm: the jobs call {SLURM_LAUNCHER}, which is missing (an installed copy of the "
+            "package has no launch/ folder); run the sweep from a checkout of the repository"
+        )
     slurm = (out / "slurm").resolve()
     (slurm / "logs").mkdir(parents=True, exist_ok=True)  # SLURM does not create the --output directory
     extra = "".join(f"#SBATCH --{o.lstrip('-')}\n" for o in sbatch_options)
     for r in runs:
-        (slurm / f"{r.name}.sbatch").write_text(SBATCH.format(
-            name=r.name, command=command, gpus=gpus, logs=slurm / "logs", extra=extra, cwd=shlex.quote(str(Path.cwd())),
-            run_dir=shlex.quote(str(r.run_dir)), launcher=shlex.quote(str(SLURM_LAUNCHER)), args=shlex.join(r.args)))
+        (slurm / f"{r.name}.sbatch").write_text(
+            SBATCH.format(
+                name=r.name,
+                command=command,
+                gpus=gpus,
+                logs=slurm / "logs",
+                extra=extra,
+                cwd=shlex.quote(str(Path.cwd())),
+                run_dir=shlex.quote(str(r.run_dir)),
+                launcher=shlex.quote(str(SLURM_LAUNCHER)),
+                args=shlex.join(r.args),
+            )
+        )
     submit = slurm / "submit_all.sh"
-    submit.write_text("#!/bin/bash\nset -e\n" + "".join(f"sbatch {shlex.quote(str(slurm / r.name) + '.sbatch')}\n"
-                                                        for r in runs))
+    submit.write_text(
+        "#!/bin/bash\nset -e\n"
+        + "".join(f"sbatch {shlex.quote(str(slurm / r.name) + '.sbatch')}\n" for r in runs)
+    )
     submit.chmod(0o755)
     print(f"wrote {len(runs)} job scripts to {slurm}; submit them with: bash {submit}")
 
@@ -75,10 +99,15 @@ def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # The same python as this sweep; the deepspeed launcher as a module, so no PATH lookup is involved.
-    launcher = [sys.executable, str(TRAIN_PY)] if gpus == 1 else \
-        [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), str(TRAIN_PY)]
+    launcher = (
+        [sys.executable, str(TRAIN_PY)]
+        if gpus == 1
+        else [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), str(TRAIN_PY)]
+    )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if gpus > 1 and "OMP_NUM_THREADS" not in env:  # the launcher leaves it unset: CPU ranks would oversubscribe
+    if (
+        gpus > 1 and "OMP_NUM_THREADS" not in env
+    ):  # the launcher leaves it unset: CPU ranks would oversubscribe
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // gpus))
     done, skipped, failed = 0, 0, []
     for i, r in enumerate(runs, 1):
@@ -92,7 +121,9 @@ def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
         print(f"{head}: {'resuming' if resume else 'training'}, log {log}", flush=True)
         start = time.monotonic()
         with open(log, "w") as f:
-            rc = subprocess.run(launcher + r.args + resume, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+            rc = subprocess.run(
+                launcher + r.args + resume, stdout=f, stderr=subprocess.STDOUT, env=env
+            ).returncode
         seconds = time.monotonic() - start
         if rc == 0 and (r.run_dir / "results.json").is_file():
             print(f"{head}: done in {seconds:.0f} s, {r.run_dir / 'results.json'}", flush=True)
@@ -100,7 +131,13 @@ def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
             continue
         failed.append(r.name)
         tail = "".join(f"    {line}\n" for line in log.read_text(errors="replace").splitlines()[-15:])
-        print(f"{head}: FAILED (exit code {rc}) after {seconds:.0f} s; the end of {log}:\n{tail}", end="", flush=True)
-    print(f"sweep: {done} trained, {skipped} skipped (done before), {len(failed)} failed"
-          + (f": {', '.join(failed)}" if failed else ""))
+        print(
+            f"{head}: FAILED (exit code {rc}) after {seconds:.0f} s; the end of {log}:\n{tail}",
+            end="",
+            flush=True,
+        )
+    print(
+        f"sweep: {done} trained, {skipped} skipped (done before), {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0

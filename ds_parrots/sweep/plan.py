@@ -44,9 +44,16 @@ class PlannedRun:
         return shlex.join(self.launcher + self.args)
 
     def manifest_entry(self) -> dict:
-        return {"name": self.name, "subcommand": self.subcommand, "keys": self.keys, "args": self.args,
-                "command": self.command, "params": self.params, "run_dir": str(self.run_dir),
-                "ds_config": f"configs/{self.name}.json"}
+        return {
+            "name": self.name,
+            "subcommand": self.subcommand,
+            "keys": self.keys,
+            "args": self.args,
+            "command": self.command,
+            "params": self.params,
+            "run_dir": str(self.run_dir),
+            "ds_config": f"configs/{self.name}.json",
+        }
 
 
 def _flag(arg: str) -> str:
@@ -65,8 +72,11 @@ def parse_train(args: list[str]):
         if e.code == 0:
             raise ConfigError("train.py printed its help instead of parsing; drop --help") from None
         # tyro frames its message in a box: keep the text lines, drop the borders and rules.
-        lines = [s for s in (line.strip(" │╭╮╰╯\t") for line in text.getvalue().splitlines())
-                 if s and set(s) - set("─- ")]
+        lines = [
+            s
+            for s in (line.strip(" │╭╮╰╯\t") for line in text.getvalue().splitlines())
+            if s and set(s) - set("─- ")
+        ]
         detail = lines[1] if len(lines) > 1 else "".join(lines)
         if "Perhaps you meant:" in lines:
             detail += f" (perhaps {lines[lines.index('Perhaps you meant:') + 1].split()[0]})"
@@ -83,8 +93,8 @@ def sized_model(subcommand: str, run):
         from ds_parrots.training.recipes.pretrain import pretrain_model
 
         return pretrain_model(run.model, run.data, getattr(run, "max_seq_len_given", False))
-    from ds_parrots.training.recipes.synthetic import task_model
     from ds_parrots.tasks import build_task
+    from ds_parrots.training.recipes.synthetic import task_model
 
     key = (subcommand, repr(run.task))
     if key not in _task_cache:  # a 3e6-entry phone-book takes ~0.3 s to build; 15 runs share each book
@@ -94,12 +104,22 @@ def sized_model(subcommand: str, run):
 
 
 # Flags the sweep sets for every run, and what to do instead of giving them in --extra.
-SWEEP_FLAGS = {"--train.out-dir": "use the sweep's --out-dir", "--moe.ep-size": "use the sweep's --ep-size",
-               "--train.run-name": "each run is named after its grid point"}
+SWEEP_FLAGS = {
+    "--train.out-dir": "use the sweep's --out-dir",
+    "--moe.ep-size": "use the sweep's --ep-size",
+    "--train.run-name": "each run is named after its grid point",
+}
 
 
-def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_size: Optional[int],
-         out_dir: Optional[str], grid: Optional[Grid] = None) -> list[PlannedRun]:
+def plan(
+    grid_name: str,
+    filters: tuple[str, ...],
+    extra: str,
+    gpus: int,
+    ep_size: Optional[int],
+    out_dir: Optional[str],
+    grid: Optional[Grid] = None,
+) -> list[PlannedRun]:
     """Every run of the grid that the filters select, parsed by train.py, with its DeepSpeed config at `gpus`
     ranks and its parameter counts. `extra`: train flags for every run, as one shell-quoted string. `grid`: a grid
     that is not one of the named sweep grids (the reproduce command's), planned under the name `grid_name`."""
@@ -114,21 +134,32 @@ def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_siz
         if flag in SWEEP_FLAGS:
             raise ConfigError(f"--extra sets {flag}, which the sweep sets for each run; {SWEEP_FLAGS[flag]}")
         if any(flag == _flag(a) for a in points[0].args):
-            raise ConfigError(f"--extra sets {flag}, which the grid sets for each run; pick runs with --filter")
+            raise ConfigError(
+                f"--extra sets {flag}, which the grid sets for each run; pick runs with --filter"
+            )
     out_dir = out_dir or f"runs/{grid_name}"
     # Shown relative to the current directory (ds_parrots/train.py from the repository root) when inside it.
     train_py = os.path.relpath(TRAIN_PY)
     train_py = str(TRAIN_PY) if train_py.startswith("..") else train_py
     launcher = ["python", train_py] if gpus == 1 else ["deepspeed", "--num_gpus", str(gpus), train_py]
-    from ds_parrots.parallel.ds_config import build_ds_config, validate
     from ds_parrots.models.counting import count_params
+    from ds_parrots.parallel.ds_config import build_ds_config, validate
 
     runs = []
     for p in points:
         experts = p.keys["experts"]
         ep = ep_size if ep_size is not None else math.gcd(experts, gpus)
-        args = [p.subcommand, *p.args, *grid.defaults, "--train.out-dir", out_dir, "--train.run-name", p.name,
-                *(["--moe.ep-size", str(ep)] if experts > 1 and ep > 1 else []), *extra_args]
+        args = [
+            p.subcommand,
+            *p.args,
+            *grid.defaults,
+            "--train.out-dir",
+            out_dir,
+            "--train.run-name",
+            p.name,
+            *(["--moe.ep-size", str(ep)] if experts > 1 and ep > 1 else []),
+            *extra_args,
+        ]
         try:
             run = parse_train(args)
             model = sized_model(p.subcommand, run)
@@ -143,7 +174,16 @@ def plan(grid_name: str, filters: tuple[str, ...], extra: str, gpus: int, ep_siz
                 blame = "the grid itself is wrong, please report it"
             raise ConfigError(f"{grid_name} run {p.name}: {e}; {blame}") from None
         counts = count_params(model)
-        runs.append(PlannedRun(p.name, p.subcommand, p.keys, args, launcher,
-                               Path(run.train.out_dir) / run.train.run_name,
-                               {"total": counts.total, "active": counts.active}, ds_config))
+        runs.append(
+            PlannedRun(
+                p.name,
+                p.subcommand,
+                p.keys,
+                args,
+                launcher,
+                Path(run.train.out_dir) / run.train.run_name,
+                {"total": counts.total, "active": counts.active},
+                ds_config,
+            )
+        )
     return runs

@@ -26,5 +26,15 @@ def build_task(name: str, cfg=None) -> SyntheticTask:
     return task_type(cfg)
 
 
-__all__ = ["TASKS", "build_task", "Example", "SyntheticTask", "PhonebookConfig", "PhonebookTask",
-           "ShortestPathConfig", "ShortestPathTask", "TwoHopConfig", "TwoHopTask"]
+__all__ = [
+    "TASKS",
+    "build_task",
+    "Example",
+    "SyntheticTask",
+    "PhonebookConfig",
+    "PhonebookTask",
+    "ShortestPathConfig",
+    "ShortestPathTask",
+    "TwoHopConfig",
+    "TwoHopTask",
+]

@@ -35,9 +35,15 @@ def cache_key(task: SyntheticTask) -> str:
     """sha256 of the task's name and config (a dataclass at `task.cfg`)."""
     cfg = getattr(task, "cfg", None)
     if not dataclasses.is_dataclass(cfg):
-        raise ValueError(f"task {task.name!r} has no dataclass config at .cfg; only configured tasks can be cached")
-    ident = {"format": CACHE_FORMAT, "name": task.name, "config_type": type(cfg).__qualname__,
-             "config": dataclasses.asdict(cfg)}
+        raise ValueError(
+            f"task {task.name!r} has no dataclass config at .cfg; only configured tasks can be cached"
+        )
+    ident = {
+        "format": CACHE_FORMAT,
+        "name": task.name,
+        "config_type": type(cfg).__qualname__,
+        "config": dataclasses.asdict(cfg),
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -63,8 +69,10 @@ class CachedTask:
 
     def _open(self):
         if self._arrays is None:
-            self._arrays = tuple(np.load(self.directory / f, mmap_mode="r")
-                                 for f in ("tokens.npy", "offsets.npy", "prompt_lens.npy"))
+            self._arrays = tuple(
+                np.load(self.directory / f, mmap_mode="r")
+                for f in ("tokens.npy", "offsets.npy", "prompt_lens.npy")
+            )
         return self._arrays
 
     def __getstate__(self) -> dict:
@@ -110,8 +118,13 @@ def _is_complete(directory: Path, key: str, task: SyntheticTask) -> bool:
     except (OSError, ValueError):
         return False
     n = task.train_size()
-    return (meta.get("key") == key and meta.get("num_examples") == n and len(prompt_lens) == n
-            and len(offsets) == n + 1 and len(tokens) == int(offsets[-1]) == meta.get("num_tokens"))
+    return (
+        meta.get("key") == key
+        and meta.get("num_examples") == n
+        and len(prompt_lens) == n
+        and len(offsets) == n + 1
+        and len(tokens) == int(offsets[-1]) == meta.get("num_tokens")
+    )
 
 
 def _remove_stale_tmp(directory: Path) -> None:
@@ -150,7 +163,10 @@ def _build(task: SyntheticTask, directory: Path, key: str, progress: bool) -> No
     prompt_lens = np.zeros(n, dtype=np.int32)
     try:
         # Tokens stream to a raw file (the total length is unknown until the end), then get an .npy header.
-        with open(raw, "wb") as f, tqdm(total=n, desc=f"caching {task.name}", unit="ex", disable=not progress) as bar:
+        with (
+            open(raw, "wb") as f,
+            tqdm(total=n, desc=f"caching {task.name}", unit="ex", disable=not progress) as bar,
+        ):
             for lo in range(0, n, CHUNK):
                 chunk = []
                 for i in range(lo, min(lo + CHUNK, n)):
@@ -162,17 +178,35 @@ def _build(task: SyntheticTask, directory: Path, key: str, progress: bool) -> No
                 f.write(np.asarray(chunk, dtype=dtype).tobytes())
                 bar.update(min(lo + CHUNK, n) - lo)
         with open(tmp["tokens.npy"], "wb") as out, open(raw, "rb") as src:
-            np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                       "fortran_order": False, "shape": (int(offsets[-1]),)})
+            np.lib.format.write_array_header_1_0(
+                out,
+                {
+                    "descr": np.lib.format.dtype_to_descr(dtype),
+                    "fortran_order": False,
+                    "shape": (int(offsets[-1]),),
+                },
+            )
             shutil.copyfileobj(src, out, 1 << 24)
         for f, array in (("offsets.npy", offsets), ("prompt_lens.npy", prompt_lens)):
             with open(tmp[f], "wb") as out:  # a file object: np.save would append .npy to a path
                 np.save(out, array)
-        meta = {"key": key, "name": task.name, "num_examples": n, "num_tokens": int(offsets[-1]),
-                "dtype": dtype.name, "vocab_size": task.tokenizer.vocab_size, "format": CACHE_FORMAT,
-                "config": dataclasses.asdict(task.cfg)}
+        meta = {
+            "key": key,
+            "name": task.name,
+            "num_examples": n,
+            "num_tokens": int(offsets[-1]),
+            "dtype": dtype.name,
+            "vocab_size": task.tokenizer.vocab_size,
+            "format": CACHE_FORMAT,
+            "config": dataclasses.asdict(task.cfg),
+        }
         tmp["meta.json"].write_text(json.dumps(meta, indent=1, default=str))
-        for f in ("tokens.npy", "offsets.npy", "prompt_lens.npy", "meta.json"):  # meta last: marks the build done
+        for f in (
+            "tokens.npy",
+            "offsets.npy",
+            "prompt_lens.npy",
+            "meta.json",
+        ):  # meta last: marks the build done
             replace(tmp[f], final[f])
     finally:
         for p in (raw, *tmp.values()):

@@ -1,18 +1,27 @@
-"""Scoring a task's held-out queries by greedy generation, data-parallel over ranks.
-"""
+"""Scoring a task's held-out queries by greedy generation, data-parallel over ranks."""
 
 from __future__ import annotations
 
 import math
 from typing import Optional
+
 import torch
 import torch.distributed as dist
-from ds_parrots.tasks.base import Example, SyntheticTask
+
 from ds_parrots.models.generate import greedy_generate
+from ds_parrots.tasks.base import Example, SyntheticTask
 
 
-def evaluate_task(forward, task: SyntheticTask, device, batch_size: int, max_eval: Optional[int] = None,
-                  rank: int = 0, world_size: int = 1, examples: Optional[list[Example]] = None) -> dict:
+def evaluate_task(
+    forward,
+    task: SyntheticTask,
+    device,
+    batch_size: int,
+    max_eval: Optional[int] = None,
+    rank: int = 0,
+    world_size: int = 1,
+    examples: Optional[list[Example]] = None,
+) -> dict:
     """Mean of each metric of `task.score` over the eval queries (or `examples`), and their count."""
     examples = list(task.eval_examples() if examples is None else examples)
     if max_eval is not None:
@@ -24,7 +33,7 @@ def evaluate_task(forward, task: SyntheticTask, device, batch_size: int, max_eva
     count = 0
     tok = task.tokenizer
     for b in range(batches):
-        chunk = shard[b * batch_size:(b + 1) * batch_size]
+        chunk = shard[b * batch_size : (b + 1) * batch_size]
         # A rank with fewer queries decodes a copy of the first one so that forwards stay in step.
         prompts = [e.prompt for e in chunk] or [examples[0].prompt]
         generated = greedy_generate(forward, prompts, task.max_answer_len, tok.pad_id, tok.eos_id, device)

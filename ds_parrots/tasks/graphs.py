@@ -20,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ds_parrots.errors import ConfigError
 from ds_parrots.data.tokenizer import SymbolTokenizer
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.base import Example
 
 EDGE_END, QUERY, ANSWER = ",", "?", ":"
@@ -66,7 +66,8 @@ class GraphTaskConfig:
             need = int(np.argmax(tails <= 1e-4))
             raise ConfigError(
                 f"max_edges={self.max_edges} would reject {rejected:.1%} of G({self.n_nodes}, {self.edge_prob}) "
-                f"graphs (mean {pairs * self.edge_prob:.1f} edges); raise max_edges to {need} or lower edge_prob")
+                f"graphs (mean {pairs * self.edge_prob:.1f} edges); raise max_edges to {need} or lower edge_prob"
+            )
 
 
 def binomial_tails(n: int, p: float) -> np.ndarray:
@@ -101,7 +102,9 @@ def sample_edges(rng: np.random.Generator, n_nodes: int, edge_prob: float, max_e
         if keep.sum() <= max_edges:
             break
     else:  # unreachable for a validated config (at most 1% rejected)
-        raise RuntimeError(f"no G({n_nodes}, {edge_prob}) graph with <= {max_edges} edges in {MAX_TRIES} tries")
+        raise RuntimeError(
+            f"no G({n_nodes}, {edge_prob}) graph with <= {max_edges} edges in {MAX_TRIES} tries"
+        )
     edges = np.stack([iu[keep], ju[keep]], axis=1)[rng.permutation(int(keep.sum()))]
     flip = rng.random(len(edges)) < 0.5
     edges[flip] = edges[flip, ::-1]
@@ -147,7 +150,11 @@ def prompt_ids(edges, source: int, target: int, tokenizer: SymbolTokenizer) -> l
     body = np.empty((len(e), 3), dtype=np.int64)
     body[:, :2] = e + NODE_OFFSET
     body[:, 2] = end
-    return [tokenizer.bos_id] + body.ravel().tolist() + [query, NODE_OFFSET + source, NODE_OFFSET + target, answer]
+    return (
+        [tokenizer.bos_id]
+        + body.ravel().tolist()
+        + [query, NODE_OFFSET + source, NODE_OFFSET + target, answer]
+    )
 
 
 def prompt_len_bound(max_edges: int) -> int:
@@ -203,8 +210,10 @@ class GraphTask:
             ex = self._generate(TRAIN_STREAM, i, attempt)
             if tuple(ex.prompt) not in self._test_keys:
                 return ex
-        raise RuntimeError(f"train example {i} equals a test example in {MAX_TRIES} attempts: this config has too "
-                           "few distinct examples; raise n_nodes or lower num_test")
+        raise RuntimeError(
+            f"train example {i} equals a test example in {MAX_TRIES} attempts: this config has too "
+            "few distinct examples; raise n_nodes or lower num_test"
+        )
 
     def eval_examples(self) -> list[Example]:
         self._build_test()

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ds_parrots.errors import ConfigError
 from ds_parrots.data.tokenizer import char_tokenizer
+from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.base import Example
 
 ONSETS = "bdfghjklmnprstvz"
 VOWELS = "aeiou"
 CODAS = ("", "l", "m", "n", "r", "s")
 SYLLABLES = tuple(c + v + k for c in ONSETS for v in VOWELS for k in CODAS)
-POOL_LIMIT = len(SYLLABLES) ** 2  # distinct two-syllable names (a syllable has exactly one vowel: parsing is unique)
+POOL_LIMIT = (
+    len(SYLLABLES) ** 2
+)  # distinct two-syllable names (a syllable has exactly one vowel: parsing is unique)
 NUMBER_LEN = len("ddd-ddd-dddd")
 FIRST_STREAM, LAST_STREAM, BOOK_STREAM, NUMBER_STREAM, QUERY_STREAM = range(5)
 
@@ -60,11 +62,15 @@ class PhonebookConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("first_names", "last_names"):
             if getattr(self, name) > POOL_LIMIT:
-                raise ConfigError(f"{name}={getattr(self, name)} exceeds the {POOL_LIMIT} distinct two-syllable "
-                                  f"names; lower {name} and raise the other pool")
+                raise ConfigError(
+                    f"{name}={getattr(self, name)} exceeds the {POOL_LIMIT} distinct two-syllable "
+                    f"names; lower {name} and raise the other pool"
+                )
         if self.book_size > self.first_names * self.last_names:
-            raise ConfigError(f"book_size={self.book_size} exceeds the {self.first_names * self.last_names} unique "
-                              "names the name pools can make; raise first_names/last_names or lower book_size")
+            raise ConfigError(
+                f"book_size={self.book_size} exceeds the {self.first_names * self.last_names} unique "
+                "names the name pools can make; raise first_names/last_names or lower book_size"
+            )
         if not 0.0 < self.pass_threshold <= 1.0:
             raise ConfigError(f"pass_threshold={self.pass_threshold} must be in (0, 1]")
         if self.seed < 0:
@@ -83,7 +89,9 @@ class PhonebookTask:
 
     def __init__(self, cfg: PhonebookConfig) -> None:
         self.cfg = cfg
-        self.tokenizer = char_tokenizer(" -" + string.digits + string.ascii_lowercase + string.ascii_uppercase)
+        self.tokenizer = char_tokenizer(
+            " -" + string.digits + string.ascii_lowercase + string.ascii_uppercase
+        )
         self.first_pool = name_pool(cfg.first_names, cfg.seed, FIRST_STREAM)
         self.last_pool = name_pool(cfg.last_names, cfg.seed, LAST_STREAM)
         self._first_ids = [self.tokenizer.encode(s) for s in self.first_pool]
@@ -92,14 +100,18 @@ class PhonebookTask:
         self._digit0 = self.tokenizer.encode("0")[0]  # digits are consecutive ids
         # The book: entry i is the name (pair_index[i] // last_names, pair_index[i] % last_names).
         self.pair_index = np.random.default_rng([cfg.seed, BOOK_STREAM]).choice(
-            cfg.first_names * cfg.last_names, size=cfg.book_size, replace=False)
+            cfg.first_names * cfg.last_names, size=cfg.book_size, replace=False
+        )
         # Uniform over 0 .. 1e10-1, so each of the ten digits is uniform and independent.
-        self.numbers = np.random.default_rng([cfg.seed, NUMBER_STREAM]).integers(0, 10**10, size=cfg.book_size)
+        self.numbers = np.random.default_rng([cfg.seed, NUMBER_STREAM]).integers(
+            0, 10**10, size=cfg.book_size
+        )
         longest = max(map(len, self.first_pool)) + 1 + max(map(len, self.last_pool)) + 1
         self.max_answer_len = NUMBER_LEN + 1
         self.max_seq_len = 1 + longest + self.max_answer_len
         self._queries = np.random.default_rng([cfg.seed, QUERY_STREAM]).choice(
-            cfg.book_size, size=min(cfg.num_queries, cfg.book_size), replace=False)
+            cfg.book_size, size=min(cfg.num_queries, cfg.book_size), replace=False
+        )
 
     def entry(self, i: int) -> tuple[str, str]:
         """Book entry i as text: ("First Last", "ddd-ddd-dddd")."""
@@ -117,7 +129,11 @@ class PhonebookTask:
         digits = [self._digit0 + int(c) for c in f"{int(self.numbers[i]):010d}"]
         number = digits[:3] + [self._dash] + digits[3:6] + [self._dash] + digits[6:]
         return Example(
-            prompt=[self.tokenizer.bos_id] + self._first_ids[f] + [self._space] + self._last_ids[last] + [self._space],
+            prompt=[self.tokenizer.bos_id]
+            + self._first_ids[f]
+            + [self._space]
+            + self._last_ids[last]
+            + [self._space],
             answer=number + [self.tokenizer.eos_id],
             meta={"entry": int(i)},
         )
@@ -135,5 +151,7 @@ class PhonebookTask:
         acc = metrics["exact_match"]
         n = int(metrics.get("num_queries", len(self._queries)))
         verdict = "PASS" if passes(acc, self.cfg.pass_threshold) else "FAIL"
-        return (f"{self.name}: exact match {100 * acc:.1f}% on {n} queries, book {self.cfg.book_size} entries: "
-                f"{verdict} (>= {100 * self.cfg.pass_threshold:g}%)")
+        return (
+            f"{self.name}: exact match {100 * acc:.1f}% on {n} queries, book {self.cfg.book_size} entries: "
+            f"{verdict} (>= {100 * self.cfg.pass_threshold:g}%)"
+        )

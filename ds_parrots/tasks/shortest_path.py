@@ -12,7 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ds_parrots.tasks.base import Example
-from ds_parrots.tasks.graphs import MAX_TRIES, NODE_OFFSET, GraphTask, GraphTaskConfig, adjacency, bfs_distances, prompt_ids, prompt_len_bound, random_pair, sample_edges, until_eos
+from ds_parrots.tasks.graphs import (
+    MAX_TRIES,
+    NODE_OFFSET,
+    GraphTask,
+    GraphTaskConfig,
+    adjacency,
+    bfs_distances,
+    prompt_ids,
+    prompt_len_bound,
+    random_pair,
+    sample_edges,
+    until_eos,
+)
 
 
 @dataclass
@@ -44,8 +56,10 @@ class ShortestPathTask(GraphTask):
             example = self.make_example(edges, s, t)
             if example is not None:
                 return example
-        raise RuntimeError(f"no connected query pair in {MAX_TRIES} graphs of G({cfg.n_nodes}, {cfg.edge_prob}); "
-                           "raise edge_prob")
+        raise RuntimeError(
+            f"no connected query pair in {MAX_TRIES} graphs of G({cfg.n_nodes}, {cfg.edge_prob}); "
+            "raise edge_prob"
+        )
 
     def make_example(self, edges, source: int, target: int) -> Example | None:
         """The example of a given graph (edges in prompt order and orientation) and query; None when s and t are
@@ -71,15 +85,21 @@ class ShortestPathTask(GraphTask):
         # Separators, specials and out-of-range ids map to no vertex of any edge, so they fail the edge check.
         path = [i - NODE_OFFSET for i in body]
         edge_set = {frozenset(e) for e in m["edges"].tolist()}
-        valid = (path[0] == m["source"] and path[-1] == m["target"] and len(path) - 1 == m["distance"]
-                 and all(frozenset(step) in edge_set for step in zip(path, path[1:])))
+        valid = (
+            path[0] == m["source"]
+            and path[-1] == m["target"]
+            and len(path) - 1 == m["distance"]
+            and all(frozenset(step) in edge_set for step in zip(path, path[1:]))
+        )
         return {"valid_shortest": float(valid), "exact_match": float(path == m["path"])}
 
     def summary(self, metrics: dict[str, float]) -> str:
         """`metrics` holds the averaged scores; an optional "num_queries" key is the number scored."""
         n = int(metrics.get("num_queries", self.cfg.num_test))
-        return (f"{self.name}: valid shortest path {100 * metrics['valid_shortest']:.1f}%, exact match "
-                f"{100 * metrics['exact_match']:.1f}% on {n} held-out graphs of {self.cfg.n_nodes} nodes")
+        return (
+            f"{self.name}: valid shortest path {100 * metrics['valid_shortest']:.1f}%, exact match "
+            f"{100 * metrics['exact_match']:.1f}% on {n} held-out graphs of {self.cfg.n_nodes} nodes"
+        )
 
 
 def canonical_path(adj: list[list[int]], dist_to_target: list[int], source: int) -> list[int]:

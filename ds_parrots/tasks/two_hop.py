@@ -17,7 +17,16 @@ import numpy as np
 
 from ds_parrots.errors import ConfigError
 from ds_parrots.tasks.base import Example
-from ds_parrots.tasks.graphs import MAX_TRIES, GraphTask, GraphTaskConfig, adjacency_matrix, prompt_ids, prompt_len_bound, random_pair, sample_edges
+from ds_parrots.tasks.graphs import (
+    MAX_TRIES,
+    GraphTask,
+    GraphTaskConfig,
+    adjacency_matrix,
+    prompt_ids,
+    prompt_len_bound,
+    random_pair,
+    sample_edges,
+)
 
 YES, NO = "yes", "no"
 
@@ -62,8 +71,10 @@ class TwoHopTask(GraphTask):
             s, t = random_pair(rng, cfg.n_nodes)
             if has_two_hop(adjacency_matrix(cfg.n_nodes, edges), s, t) == want:
                 return self.make_example(edges, s, t, want)
-        raise RuntimeError(f"no {'yes' if want else 'no'} query in {MAX_TRIES} graphs of G({cfg.n_nodes}, "
-                           f"{cfg.edge_prob}); move edge_prob towards sqrt(1 - 0.5^(1/(n_nodes-2)))")
+        raise RuntimeError(
+            f"no {'yes' if want else 'no'} query in {MAX_TRIES} graphs of G({cfg.n_nodes}, "
+            f"{cfg.edge_prob}); move edge_prob towards sqrt(1 - 0.5^(1/(n_nodes-2)))"
+        )
 
     def make_example(self, edges, source: int, target: int, label: bool) -> Example:
         edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
@@ -81,5 +92,7 @@ class TwoHopTask(GraphTask):
     def summary(self, metrics: dict[str, float]) -> str:
         """`metrics` holds the averaged scores; an optional "num_queries" key is the number scored."""
         n = int(metrics.get("num_queries", self.cfg.num_test))
-        return (f"{self.name}: accuracy {100 * metrics['accuracy']:.1f}% on {n} held-out queries "
-                f"(chance 50%), graphs of {self.cfg.n_nodes} nodes")
+        return (
+            f"{self.name}: accuracy {100 * metrics['accuracy']:.1f}% on {n} held-out queries "
+            f"(chance 50%), graphs of {self.cfg.n_nodes} nodes"
+        )

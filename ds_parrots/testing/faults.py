@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from functools import lru_cache
+from functools import cache
 from typing import Optional
 
 from ds_parrots.training.callbacks.base import Callback
@@ -29,7 +29,7 @@ ENV = "DS_PARROTS_FAULT"
 KINDS = ("sigkill", "hang", "nan", "sigkill_in_save")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(spec: str) -> tuple[tuple[str, int, Optional[int]], ...]:
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
@@ -67,7 +67,9 @@ def inject(kind: str, step: int, rank: int) -> None:
 class FaultInjection(Callback):
     """The faults of DS_PARROTS_FAULT as a Trainer callback (see training/callbacks/base.py for the hooks)."""
 
-    order = 55  # after logging a step, before its evaluation and checkpoint (where the faults have always been)
+    order = (
+        55  # after logging a step, before its evaluation and checkpoint (where the faults have always been)
+    )
 
     def __init__(self):
         import torch.distributed as dist
@@ -79,7 +81,9 @@ class FaultInjection(Callback):
         inject("hang", step, self.rank)
         if active("nan", step, self.rank):
             # NaN logits: the loss, and through backward every gradient, of this step are NaN.
-            self._poison = trainer.engine.module.lm_head.register_forward_hook(lambda m, i, out: out * float("nan"))
+            self._poison = trainer.engine.module.lm_head.register_forward_hook(
+                lambda m, i, out: out * float("nan")
+            )
 
     def post_step(self, trainer, step: int, out) -> None:
         if self._poison is not None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
-from ds_parrots.errors import ConfigError, RunAborted
-from ds_parrots.fileio import fsync_files
-from ds_parrots.fileio import write_text_atomic
+from typing import Optional
 
+from ds_parrots.errors import ConfigError, RunAborted
+from ds_parrots.fileio import fsync_files, write_text_atomic
 
 COMPLETE_FILE = "ds_parrots_complete.json"
 
@@ -74,22 +74,41 @@ def require_resumable(run_dir: Path) -> str:
     """The tag to resume from, or a ConfigError that says what is missing (checked before launch)."""
     tag = latest_tag(run_dir)
     if tag is None:
-        raise ConfigError(f"--train.resume: no checkpoint in {checkpoint_dir(run_dir)} (no 'latest' tag there); "
-                          "train without --train.resume first, or point --train.out-dir/--train.run-name at the "
-                          "run to continue")
+        raise ConfigError(
+            f"--train.resume: no checkpoint in {checkpoint_dir(run_dir)} (no 'latest' tag there); "
+            "train without --train.resume first, or point --train.out-dir/--train.run-name at the "
+            "run to continue"
+        )
     return tag
 
 
 # Fields a resumed run may change: how long it runs and how it logs, evaluates and saves. Everything
 # else (task, model, MoE, optimizer, batch, seed, ZeRO stage, precision) shapes the trajectory, and a
 # mismatch would silently continue a different experiment from the checkpoint.
-RESUMABLE_CHANGES = {"train.steps", "train.resume", "train.save_every", "train.log_every", "train.eval_every",
-                     "train.eval_batch", "train.max_eval", "train.num_workers", "train.progress",
-                     "train.cache_dir", "train.micro_batch", "train.out_dir", "train.run_name", "train.init_from",
-                     "train.keep_last", "train.on_nonfinite", "train.collective_timeout",
-                     "train.activation_checkpointing", "train.peak_tflops",
-                     # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
-                     "data.data_root", "data.tokenizer"}
+RESUMABLE_CHANGES = {
+    "train.steps",
+    "train.resume",
+    "train.save_every",
+    "train.log_every",
+    "train.eval_every",
+    "train.eval_batch",
+    "train.max_eval",
+    "train.num_workers",
+    "train.progress",
+    "train.cache_dir",
+    "train.micro_batch",
+    "train.out_dir",
+    "train.run_name",
+    "train.init_from",
+    "train.keep_last",
+    "train.on_nonfinite",
+    "train.collective_timeout",
+    "train.activation_checkpointing",
+    "train.peak_tflops",
+    # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
+    "data.data_root",
+    "data.tokenizer",
+}
 
 
 def flatten_config(d: dict, prefix: str = "") -> dict:
@@ -109,11 +128,15 @@ def check_writable(run_dir: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"cannot create the run directory {run_dir}: {existing} is a file; choose another "
-                          "--train.out-dir or --train.run-name")
+        raise ConfigError(
+            f"cannot create the run directory {run_dir}: {existing} is a file; choose another "
+            "--train.out-dir or --train.run-name"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write the run directory {run_dir}: {existing} is not writable (permissions or a "
-                          "read-only file system); choose another --train.out-dir")
+        raise ConfigError(
+            f"cannot write the run directory {run_dir}: {existing} is not writable (permissions or a "
+            "read-only file system); choose another --train.out-dir"
+        )
 
 
 def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
@@ -121,26 +144,38 @@ def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
     tag = latest_tag(run_dir)
     if not resume:
         if tag is not None:
-            raise ConfigError(f"{run_dir} already holds checkpoint {tag}: pass --train.resume to continue that run, "
-                              "or a new --train.run-name / --train.out-dir to start another (nothing was "
-                              "overwritten)")
+            raise ConfigError(
+                f"{run_dir} already holds checkpoint {tag}: pass --train.resume to continue that run, "
+                "or a new --train.run-name / --train.out-dir to start another (nothing was "
+                "overwritten)"
+            )
         return
     saved_path = Path(run_dir) / "config.json"
     if not saved_path.is_file():
         return
     saved = flatten_config(json.loads(saved_path.read_text()))
     new = flatten_config(json.loads(json.dumps(config, default=str)))
-    diff = sorted(k for k in saved.keys() | new.keys()
-                  if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k))
+    diff = sorted(
+        k for k in saved.keys() | new.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != new.get(k)
+    )
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
         more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
-        raise ConfigError(f"--train.resume: {run_dir} was trained with a different configuration ({shown}{more}); "
-                          "resume with the same flags, changing only steps, micro batch, logging, eval or saving")
+        raise ConfigError(
+            f"--train.resume: {run_dir} was trained with a different configuration ({shown}{more}); "
+            "resume with the same flags, changing only steps, micro batch, logging, eval or saving"
+        )
 
 
-def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optional[dict] = None,
-         keep_last: int = 0, on_files_written: Optional[Callable[[], None]] = None) -> str:
+def save(
+    engine,
+    run_dir: Path,
+    step: int,
+    client_state: dict,
+    topology: Optional[dict] = None,
+    keep_last: int = 0,
+    on_files_written: Optional[Callable[[], None]] = None,
+) -> str:
     """Collective: every rank calls it. Returns the tag written. `topology` (world size, expert-parallel
     size, ZeRO stage) is recorded beside DeepSpeed's files so that a resume can be checked before launch.
     A failed write (full disk, unwritable directory) raises RunAborted naming the checkpoint left intact.
@@ -163,7 +198,9 @@ def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optiona
                 write_text_atomic(tag_dir / TOPOLOGY_FILE, json.dumps(topology) + "\n")
             fsync_files(tag_dir)
             files = sorted(str(p.relative_to(tag_dir)) for p in tag_dir.rglob("*") if p.is_file())
-            write_text_atomic(tag_dir / COMPLETE_FILE, json.dumps({"step": step, "files": files}, indent=1) + "\n")
+            write_text_atomic(
+                tag_dir / COMPLETE_FILE, json.dumps({"step": step, "files": files}, indent=1) + "\n"
+            )
             write_text_atomic(ckpt_dir / "latest", tag)
             prune(ckpt_dir, keep_last)
     except (OSError, RuntimeError) as e:
@@ -173,16 +210,24 @@ def save(engine, run_dir: Path, step: int, client_state: dict, topology: Optiona
             raise  # a lost peer, not a write failure: the training loop names the rank
         # torch.save reports a failed write as a RuntimeError from its zip writer ("unexpected pos", "file write
         # failed"): say what it most likely means.
-        cause = f"{e.strerror} ({e.filename or tag_dir})" if isinstance(e, OSError) and e.strerror else \
-            f"a write came up short, as on a full disk ({str(e).strip().splitlines()[0][:120]})"
+        cause = (
+            f"{e.strerror} ({e.filename or tag_dir})"
+            if isinstance(e, OSError) and e.strerror
+            else f"a write came up short, as on a full disk ({str(e).strip().splitlines()[0][:120]})"
+        )
         if dist.get_world_size() == 1:
             shutil.rmtree(tag_dir, ignore_errors=True)  # give the space back; with peers, the next save does
         intact = resume_tag(ckpt_dir)
-        raise RunAborted(f"could not write checkpoint {tag_dir} on rank {rank}: {cause}; {_free_space(ckpt_dir)}; "
-                         + (f"the previous checkpoint {ckpt_dir / intact} is intact and 'latest' still names it: "
-                            "free space (or fix the directory's permissions) and rerun with --train.resume"
-                            if intact and intact != tag else "no earlier checkpoint exists; free space (or fix "
-                            "the directory's permissions) and start the run again")) from None
+        raise RunAborted(
+            f"could not write checkpoint {tag_dir} on rank {rank}: {cause}; {_free_space(ckpt_dir)}; "
+            + (
+                f"the previous checkpoint {ckpt_dir / intact} is intact and 'latest' still names it: "
+                "free space (or fix the directory's permissions) and rerun with --train.resume"
+                if intact and intact != tag
+                else "no earlier checkpoint exists; free space (or fix "
+                "the directory's permissions) and start the run again"
+            )
+        ) from None
     dist.barrier()
     return tag
 
@@ -221,11 +266,13 @@ def check_resume_topology(run_dir: Path, world_size: int) -> None:
         return
     saved = json.loads(path.read_text())
     if saved.get("world_size") != world_size:
-        raise ConfigError(f"--train.resume: checkpoint {tag} of {run_dir} was saved by {saved.get('world_size')} "
-                          f"ranks and this launch has {world_size}; ZeRO partitions reload only at the same world "
-                          f"size. Relaunch with {saved.get('world_size')} ranks, or continue at this size in a new "
-                          f"run: --train.init-from {run_dir} --train.run-name <new> (weights and step carry over, "
-                          "the optimizer state restarts)")
+        raise ConfigError(
+            f"--train.resume: checkpoint {tag} of {run_dir} was saved by {saved.get('world_size')} "
+            f"ranks and this launch has {world_size}; ZeRO partitions reload only at the same world "
+            f"size. Relaunch with {saved.get('world_size')} ranks, or continue at this size in a new "
+            f"run: --train.init-from {run_dir} --train.run-name <new> (weights and step carry over, "
+            "the optimizer state restarts)"
+        )
 
 
 def check_resume_files(run_dir: Path) -> None:
@@ -248,4 +295,6 @@ def load(engine, run_dir: Path) -> dict:
 
 def write_config(run_dir: Path, config: dict) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(run_dir) / "config.json", json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(
+        Path(run_dir) / "config.json", json.dumps(config, indent=2, sort_keys=True, default=str) + "\n"
+    )

@@ -27,8 +27,15 @@ class RunLogger:
             self._tensorboard_failed(e)
         if progress:
             # In a log file (cluster jobs) a bar redrawn 10 times a second is noise: redraw every 30 s.
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                            file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            )
         self._t = time.perf_counter()
 
     def info(self, msg: str) -> None:
@@ -43,8 +50,10 @@ class RunLogger:
         # Losing the curves must not cost the training run: say so once, go on with the console lines. A full
         # disk will stop the run at its next checkpoint, with an error that says which checkpoint is intact.
         self.writer = None
-        self.info(f"warning: TensorBoard logging stopped: could not write to {self.log_dir}: {e.strerror or e}; "
-                  "training goes on with console logging only")
+        self.info(
+            f"warning: TensorBoard logging stopped: could not write to {self.log_dir}: {e.strerror or e}; "
+            "training goes on with console logging only"
+        )
 
     def step(self, step: int, scalars: dict, load: Optional[dict] = None) -> None:
         """Scalars of optimizer step `step` (1-based count of finished steps)."""
@@ -65,11 +74,17 @@ class RunLogger:
             frac = torch.as_tensor(frac, dtype=torch.float64)
             self.writer.add_scalar(f"experts/cv_layer{layer:02d}", coefficient_of_variation(frac), step)
             # Histogram of tokens per expert: bucket e holds expert e's share.
-            self.writer.add_histogram_raw(f"experts/load_layer{layer:02d}", min=0, max=len(frac), num=len(frac),
-                                          sum=float((torch.arange(len(frac)) * frac).sum()),
-                                          sum_squares=float((torch.arange(len(frac)) ** 2 * frac).sum()),
-                                          bucket_limits=list(range(1, len(frac) + 1)),
-                                          bucket_counts=frac.tolist(), global_step=step)
+            self.writer.add_histogram_raw(
+                f"experts/load_layer{layer:02d}",
+                min=0,
+                max=len(frac),
+                num=len(frac),
+                sum=float((torch.arange(len(frac)) * frac).sum()),
+                sum_squares=float((torch.arange(len(frac)) ** 2 * frac).sum()),
+                bucket_limits=list(range(1, len(frac) + 1)),
+                bucket_counts=frac.tolist(),
+                global_step=step,
+            )
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:

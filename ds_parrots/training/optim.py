@@ -1,9 +1,9 @@
-"""AdamW, its parameter groups and the learning-rate schedule.
-"""
+"""AdamW, its parameter groups and the learning-rate schedule."""
 
 from __future__ import annotations
 
 import torch
+
 from ds_parrots.config import OptimConfig
 
 
@@ -23,5 +23,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
-            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]

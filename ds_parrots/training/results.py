@@ -13,10 +13,16 @@ from ds_parrots.training.setup import layout
 
 def run_results(trainer, run: RunConfig, model_cfg: ModelConfig, experts: list, **task_fields) -> dict:
     """The recipe's own fields (task, metrics, ...) first, then those every run records."""
-    return {**task_fields, "params": count_params(model_cfg).as_dict(), "model": dataclasses.asdict(model_cfg),
-            "moe_backend": run.moe.backend if model_cfg.is_moe else None, "run_dir": str(trainer.run_dir),
-            "loss_history": trainer.history, "layout": layout(run, model_cfg, experts),
-            "nonfinite_steps": trainer.nonfinite_steps}
+    return {
+        **task_fields,
+        "params": count_params(model_cfg).as_dict(),
+        "model": dataclasses.asdict(model_cfg),
+        "moe_backend": run.moe.backend if model_cfg.is_moe else None,
+        "run_dir": str(trainer.run_dir),
+        "loss_history": trainer.history,
+        "layout": layout(run, model_cfg, experts),
+        "nonfinite_steps": trainer.nonfinite_steps,
+    }
 
 
 def write_results(trainer, results: dict, model_cfg: ModelConfig) -> None:

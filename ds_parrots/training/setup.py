@@ -5,23 +5,32 @@ the engine, --train.init-from weights, and the layout recorded in results.json.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
+
 import torch
 import torch.distributed as dist
-from ds_parrots.training import checkpoint
-from ds_parrots.errors import ConfigError
+
 from ds_parrots.config import ModelConfig, RunConfig
-from ds_parrots.parallel.process_group import ensure_process_group
-from ds_parrots.parallel.ds_config import env_world_size, gradient_accumulation, micro_batch_size, resolve_precision, validate
-from ds_parrots.parallel.initialize import parallelize
-from ds_parrots.training.logger import RunLogger
+from ds_parrots.errors import ConfigError
 from ds_parrots.models import build_model
+from ds_parrots.models.counting import describe
+from ds_parrots.parallel.ds_config import (
+    env_world_size,
+    gradient_accumulation,
+    micro_batch_size,
+    resolve_precision,
+    validate,
+)
+from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.parallel.process_group import ensure_process_group
 from ds_parrots.testing import faults
+from ds_parrots.training import checkpoint
 from ds_parrots.training.callbacks import Checkpointing, Evaluation, ExpertLoad, Logging, Throughput
+from ds_parrots.training.logger import RunLogger
 from ds_parrots.training.throughput import device_peak_tflops
 from ds_parrots.training.trainer import Trainer
-from ds_parrots.models.counting import describe
 
 
 def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, config: dict) -> None:
@@ -39,8 +48,8 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
 
 def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
     """The checkpoint exists, holds this model, and stops before --train.steps."""
-    from ds_parrots.parallel.checkpoint_format import check_checkpoint_files
     from ds_parrots.checkpoints.load import FORMAT, checkpoint_metadata, resolve
+    from ds_parrots.parallel.checkpoint_format import check_checkpoint_files
 
     meta = checkpoint_metadata(Path(path))
     if meta.get("format") == FORMAT and not Path(path).suffix == ".safetensors":
@@ -51,11 +60,15 @@ def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
     diff = sorted(k for k in ours.keys() | meta["model"].keys() if ours.get(k) != meta["model"].get(k))
     if diff:
         shown = ", ".join(f"{k}: {meta['model'].get(k)!r} there, {ours.get(k)!r} here" for k in diff[:4])
-        raise ConfigError(f"--train.init-from {path} holds another model ({shown}); pass the model flags it "
-                          "was trained with")
+        raise ConfigError(
+            f"--train.init-from {path} holds another model ({shown}); pass the model flags it "
+            "was trained with"
+        )
     if (meta.get("step") or 0) >= steps:
-        raise ConfigError(f"--train.init-from {path} is at step {meta.get('step')}, not before --train.steps={steps}; "
-                          "raise --train.steps to train further")
+        raise ConfigError(
+            f"--train.init-from {path} is at step {meta.get('step')}, not before --train.steps={steps}; "
+            "raise --train.steps to train further"
+        )
 
 
 def load_init_weights(model: torch.nn.Module, path: str) -> int:
@@ -78,8 +91,16 @@ def open_run(run_dir: Path, config: dict, run: RunConfig) -> tuple[int, int, Run
     return rank, dist.get_world_size(), log
 
 
-def build_trainer(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, log: RunLogger, world_size: int, batches,
-                  evaluate: Callable[[int], dict], client_state: Callable[[int], dict] = lambda step: {}) -> Trainer:
+def build_trainer(
+    model_cfg: ModelConfig,
+    run: RunConfig,
+    run_dir: Path,
+    log: RunLogger,
+    world_size: int,
+    batches,
+    evaluate: Callable[[int], dict],
+    client_state: Callable[[int], dict] = lambda step: {},
+) -> Trainer:
     """The model (plain, then --train.init-from weights), its engine, and a Trainer with the run's callbacks.
     `evaluate(step)` is collective and returns metrics (logged under eval/); `client_state(step)` adds entries
     to each checkpoint."""
@@ -90,24 +111,39 @@ def build_trainer(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, log: Ru
         init_step = load_init_weights(model, run.train.init_from)
     parallel = parallelize(model, model_cfg, run.moe, run.optim, run.train)
     if init_step is not None:
-        log.info(f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
-                 "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step")
+        log.info(
+            f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
+            "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step"
+        )
     if parallel.cpu_allocator is not None:
         log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {parallel.cpu_allocator}")
     log.info(describe(model_cfg))
-    log.info(f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
-             f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
-             f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation "
-             f"{gradient_accumulation(run.train, world_size)} "
-             f"= global {run.train.global_batch}" + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else ""))
+    log.info(
+        f"parallel: world {world_size}, data-parallel {world_size}, expert-parallel "
+        f"{run.moe.ep_size if model_cfg.is_moe else 1}, ZeRO-{run.train.zero_stage}, "
+        f"{resolve_precision(run.train)}, micro batch {micro_batch_size(run.train, world_size)} x accumulation "
+        f"{gradient_accumulation(run.train, world_size)} "
+        f"= global {run.train.global_batch}"
+        + (f", MoE backend {run.moe.backend}" if model_cfg.is_moe else "")
+    )
     peak = device_peak_tflops(run.train.peak_tflops, resolve_precision(run.train))
-    log.info(f"MFU against a peak of {peak:g} TFLOP/s per device" if peak else
-             "peak FLOP/s of this device unknown: logging tokens/s and TFLOP/s per device, not MFU "
-             "(set --train.peak-tflops)")
+    log.info(
+        f"MFU against a peak of {peak:g} TFLOP/s per device"
+        if peak
+        else "peak FLOP/s of this device unknown: logging tokens/s and TFLOP/s per device, not MFU "
+        "(set --train.peak-tflops)"
+    )
     load = ExpertLoad()
-    callbacks = [Throughput(peak), load, Logging(log, load), Evaluation(evaluate), Checkpointing(client_state),
-                 *faults.callbacks_from_env()]
+    callbacks = [
+        Throughput(peak),
+        load,
+        Logging(log, load),
+        Evaluation(evaluate),
+        Checkpointing(client_state),
+        *faults.callbacks_from_env(),
+    ]
     return Trainer(parallel, batches, run, run_dir, log, callbacks, init_step)
+
 
 def local_experts(module: torch.nn.Module) -> Optional[int]:
     """Experts per MoE layer held by this rank (DeepSpeed's layers record it), None for dense models."""
@@ -125,8 +161,12 @@ def experts_per_rank(trainer: Trainer) -> list:
 
 
 def layout(run: RunConfig, model_cfg: ModelConfig, experts: list) -> dict:
-    return {"world_size": dist.get_world_size(), "ep_size": run.moe.ep_size if model_cfg.is_moe else 1,
-            "zero_stage": run.train.zero_stage, "local_experts_per_rank": experts}
+    return {
+        "world_size": dist.get_world_size(),
+        "ep_size": run.moe.ep_size if model_cfg.is_moe else 1,
+        "zero_stage": run.train.zero_stage,
+        "local_experts_per_rank": experts,
+    }
 
 
 def run_config_dict(run: RunConfig, model_cfg: ModelConfig, **extra) -> dict:

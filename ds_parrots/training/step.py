@@ -19,7 +19,9 @@ from ds_parrots.parallel.initialize import ParallelModel
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the target positions that are not -100 (prompt and padding)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+    )
 
 
 @dataclass
@@ -47,8 +49,14 @@ class StepOutput:
         """The step's scalars as Python numbers, for scripts and tests: a device sync."""
         keys = ("loss", "aux_loss", "z_loss") if self.moe else ("loss",)
         gn = float(self.grad_norm) if self.grad_norm is not None else float("nan")
-        return {**dict(zip(keys, self.metrics.tolist())), "grad_norm": gn, "lr": self.lr, "tokens": self.tokens,
-                "flops": self.flops, "skipped": self.skipped}
+        return {
+            **dict(zip(keys, self.metrics.tolist())),
+            "grad_norm": gn,
+            "lr": self.lr,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "skipped": self.skipped,
+        }
 
     def __getitem__(self, key: str):
         return self.host()[key]
@@ -87,7 +95,14 @@ def train_step(model: ParallelModel, micro_batches) -> StepOutput:
         tokens += input_ids.numel()
         flops += input_ids.numel() * flops_per_token(model.model_cfg, input_ids.shape[1])
     n = len(micro_batches)
-    return StepOutput(losses=torch.stack(losses), metrics=sums / n, load={k: v / n for k, v in load.items()},
-                      tokens=tokens, flops=flops, skipped=engine.skipped_steps > skipped_before,
-                      lr=engine.get_lr()[0], grad_norm=engine.get_global_grad_norm(),
-                      moe=model.capture is not None)
+    return StepOutput(
+        losses=torch.stack(losses),
+        metrics=sums / n,
+        load={k: v / n for k, v in load.items()},
+        tokens=tokens,
+        flops=flops,
+        skipped=engine.skipped_steps > skipped_before,
+        lr=engine.get_lr()[0],
+        grad_norm=engine.get_global_grad_norm(),
+        moe=model.capture is not None,
+    )

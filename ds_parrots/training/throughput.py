@@ -41,8 +41,9 @@ def device_peak_tflops(flag: Optional[float], precision: str) -> Optional[float]
     return None
 
 
-def throughput(tokens: float, flops: float, seconds: float, world_size: int,
-               peak_tflops: Optional[float]) -> dict:
+def throughput(
+    tokens: float, flops: float, seconds: float, world_size: int, peak_tflops: Optional[float]
+) -> dict:
     """Scalars for `tokens` and `flops` trained by all ranks together in `seconds` of wall time; mfu only
     when the peak is known."""
     seconds = max(seconds, 1e-9)

@@ -30,8 +30,16 @@ class Trainer:
     """Train `model` on `batches` (an object with `step_batches(step)` and `epochs_at(step)`, see
     data/task_batches.py and data/sampler.py) to run.train.steps."""
 
-    def __init__(self, model: ParallelModel, batches, run: RunConfig, run_dir: Path, log: RunLogger,
-                 callbacks: list[Callback], init_step: Optional[int] = None):
+    def __init__(
+        self,
+        model: ParallelModel,
+        batches,
+        run: RunConfig,
+        run_dir: Path,
+        log: RunLogger,
+        callbacks: list[Callback],
+        init_step: Optional[int] = None,
+    ):
         self.model, self.engine, self.batches = model, model.engine, batches
         self.train, self.run_dir, self.log = run.train, Path(run_dir), log
         self.callbacks = sorted(callbacks, key=lambda c: c.order)
@@ -106,8 +114,10 @@ class Trainer:
         dist.all_reduce(stacked)
         means = (stacked / dist.get_world_size()).tolist()
         keys = ("loss", "aux_loss", "z_loss") if self.model.capture is not None else ("loss",)
-        entries = [{"step": step, **dict(zip(keys, row)), "lr": lr, **({"nonfinite": True} if bad else {})}
-                   for (step, _, lr, bad), row in zip(self._pending, means)]
+        entries = [
+            {"step": step, **dict(zip(keys, row)), "lr": lr, **({"nonfinite": True} if bad else {})}
+            for (step, _, lr, bad), row in zip(self._pending, means)
+        ]
         self._pending.clear()
         self.history.extend(entries)
         return entries
@@ -117,31 +127,43 @@ class Trainer:
         scalars = {k: entry[k] for k in ("loss", "aux_loss", "z_loss") if k in entry}
         gn = out.grad_norm
         gn = float(gn) if gn is not None else float("nan")
-        scalars.update(lr=out.lr, grad_norm=gn if gn == gn and abs(gn) != float("inf") else float("nan"),
-                       epochs=self.batches.epochs_at(self.step - 1), nonfinite_steps=len(self.nonfinite_steps))
+        scalars.update(
+            lr=out.lr,
+            grad_norm=gn if gn == gn and abs(gn) != float("inf") else float("nan"),
+            epochs=self.batches.epochs_at(self.step - 1),
+            nonfinite_steps=len(self.nonfinite_steps),
+        )
         self.callback("on_log", self.step, out, scalars)
 
     def _handle_nonfinite(self, out: StepOutput) -> None:
         """Apply --train.on-nonfinite to a step in which some rank saw a non-finite loss or gradient."""
         reports = [None] * dist.get_world_size()
-        dist.all_gather_object(reports, {"rank": dist.get_rank(), "micro_batches": out.nonfinite_micro(),
-                                         "skipped": out.skipped})
+        dist.all_gather_object(
+            reports, {"rank": dist.get_rank(), "micro_batches": out.nonfinite_micro(), "skipped": out.skipped}
+        )
         last = checkpoint.latest_path(self.run_dir)
         report = dist.get_rank() == 0
         if not all(r["skipped"] for r in reports):
             # Only a configuration that turns DeepSpeed's overflow check off gets here (bf16 with
             # check_grad_overflow false, or no gradient clipping under ZeRO): the weights are already damaged.
-            raise RunAborted(f"step {self.step}: a non-finite loss or gradient reached the weights (this DeepSpeed "
-                             "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
-                             f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
-                             report=report)
+            raise RunAborted(
+                f"step {self.step}: a non-finite loss or gradient reached the weights (this DeepSpeed "
+                "configuration does not skip such updates: keep bf16.check_grad_overflow true and "
+                f"--optim.grad-clip > 0); restart from {last or 'the beginning'} with --train.resume",
+                report=report,
+            )
         what = nonfinite_message(self.step, reports, self.train.global_batch, last)
         if self.train.on_nonfinite == "stop":
-            raise RunAborted(f"{what}. To go on: --train.resume with --train.on-nonfinite skip (skips such steps "
-                             "and counts them), or a lower --optim.lr", report=report)
+            raise RunAborted(
+                f"{what}. To go on: --train.resume with --train.on-nonfinite skip (skips such steps "
+                "and counts them), or a lower --optim.lr",
+                report=report,
+            )
         # DeepSpeed does not advance the schedule on a skipped update; we do, so that the learning rate stays a
         # function of the step (and a resumed run sees the same one).
         self.engine.lr_scheduler.step()
         out.lr = self.engine.get_lr()[0]
         self.nonfinite_steps.append(self.step)
-        self.log.info(f"warning: {what}; skipped (--train.on-nonfinite skip), {len(self.nonfinite_steps)} so far")
+        self.log.info(
+            f"warning: {what}; skipped (--train.on-nonfinite skip), {len(self.nonfinite_steps)} so far"
+        )

@@ -1,13 +1,13 @@
 """The hooks a Trainer calls, in the order of a run (OLMo-core's callback model, pared down to ours).
 
-    on_start        after resume / init-from, before the first step
-    pre_step        before step `step` (1-based) trains
-    post_train_batch  after it trained and its non-finite check passed
-    on_log          every --train.log-every steps: add entries to `scalars`, or write them out
-    post_step       last: evaluation, checkpoints
-    on_checkpoint_files_written   inside a save, after every rank's files are on disk and before the checkpoint
-                    is marked complete (a kill here must leave the previous checkpoint in force)
-    on_end          after the final evaluation and checkpoint
+on_start        after resume / init-from, before the first step
+pre_step        before step `step` (1-based) trains
+post_train_batch  after it trained and its non-finite check passed
+on_log          every --train.log-every steps: add entries to `scalars`, or write them out
+post_step       last: evaluation, checkpoints
+on_checkpoint_files_written   inside a save, after every rank's files are on disk and before the checkpoint
+                is marked complete (a kill here must leave the previous checkpoint in force)
+on_end          after the final evaluation and checkpoint
 """
 
 from __future__ import annotations

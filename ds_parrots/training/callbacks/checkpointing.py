@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.distributed as dist
 
@@ -36,10 +36,25 @@ class Checkpointing(Callback):
     def save(self, trainer, step: int) -> None:
         trainer.where = f"the checkpoint of step {step}"
         train = trainer.train
-        state = {"step": step, "samples": step * train.global_batch, "nonfinite_steps": trainer.nonfinite_steps,
-                 **self.client_state(step)}
-        topology = {"world_size": dist.get_world_size(), "ep_size": trainer.model.moe.ep_size,
-                    "zero_stage": train.zero_stage, "step": step}
-        tag = checkpoint.save(trainer.engine, trainer.run_dir, step, state, topology, train.keep_last,
-                              on_files_written=lambda: trainer.callback("on_checkpoint_files_written", step))
+        state = {
+            "step": step,
+            "samples": step * train.global_batch,
+            "nonfinite_steps": trainer.nonfinite_steps,
+            **self.client_state(step),
+        }
+        topology = {
+            "world_size": dist.get_world_size(),
+            "ep_size": trainer.model.moe.ep_size,
+            "zero_stage": train.zero_stage,
+            "step": step,
+        }
+        tag = checkpoint.save(
+            trainer.engine,
+            trainer.run_dir,
+            step,
+            state,
+            topology,
+            train.keep_last,
+            on_files_written=lambda: trainer.callback("on_checkpoint_files_written", step),
+        )
         trainer.log.info(f"saved checkpoint {tag}")

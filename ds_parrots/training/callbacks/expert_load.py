@@ -26,4 +26,6 @@ class ExpertLoad(Callback):
         dist.all_reduce(stacked)
         stacked = (stacked / dist.get_world_size()).cpu()
         self.load = {k: stacked[i] for i, k in enumerate(layers)}
-        scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in self.load.values()) / len(self.load)
+        scalars["expert_load_cv"] = sum(coefficient_of_variation(v) for v in self.load.values()) / len(
+            self.load
+        )
