@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 from ds_parrots.models.generate import greedy_generate
+from ds_parrots.parallel.sharding import lockstep_batches
 from ds_parrots.tasks.base import Example, SyntheticTask
 
 
@@ -26,14 +26,10 @@ def evaluate_task(
     examples = list(task.eval_examples() if examples is None else examples)
     if max_eval is not None:
         examples = examples[:max_eval]
-    shard = examples[rank::world_size]
-    per_rank = math.ceil(len(examples) / world_size)
-    batches = math.ceil(per_rank / batch_size) if per_rank else 0
     sums: dict[str, float] = {}
     count = 0
     tok = task.tokenizer
-    for b in range(batches):
-        chunk = shard[b * batch_size : (b + 1) * batch_size]
+    for chunk in lockstep_batches(examples, rank, world_size, batch_size):
         # A rank with fewer queries decodes a copy of the first one so that forwards stay in step.
         prompts = [e.prompt for e in chunk] or [examples[0].prompt]
         generated = greedy_generate(forward, prompts, task.max_answer_len, tok.pad_id, tok.eos_id, device)

@@ -86,6 +86,12 @@ class RunLogger:
                 global_step=step,
             )
 
+    def start_at(self, step: int) -> None:
+        """The run resumes after `step` finished steps: the bar starts there."""
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
+
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:
             self.bar.update(n)

@@ -27,3 +27,10 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay, "name": "decay"},
         {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
     ]
+
+
+def continue_schedule_at(scheduler, step: int) -> None:
+    """Put a fresh LambdaLR at the learning rate of step `step`, as if the run had never stopped (a run
+    continued with --train.init-from starts its optimizer anew but not its schedule)."""
+    scheduler.last_epoch = step - 1
+    scheduler.step()

@@ -17,10 +17,14 @@ from ds_parrots.parallel.health import guard_nonfinite_grads
 from ds_parrots.parallel.initialize import ParallelModel
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the target positions that are not -100 (prompt and padding)."""
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy (mean, or "sum") over the target positions that are not -100 (prompt and padding), in
+    fp32 whatever the logits' precision."""
     return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+        logits.float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=-100,
+        reduction=reduction,
     )
 
 

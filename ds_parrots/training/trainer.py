@@ -23,6 +23,7 @@ from ds_parrots.parallel.initialize import ParallelModel
 from ds_parrots.training import checkpoint
 from ds_parrots.training.callbacks.base import Callback
 from ds_parrots.training.logger import RunLogger
+from ds_parrots.training.optim import continue_schedule_at
 from ds_parrots.training.step import StepOutput, train_step
 
 
@@ -79,9 +80,7 @@ class Trainer:
     def _fit(self) -> int:
         if self.init_step and not self.train.resume:
             self.step = self.init_step
-            scheduler = self.engine.lr_scheduler
-            scheduler.last_epoch = self.step - 1
-            scheduler.step()  # the learning rate of step `start`, as if the run had never stopped
+            continue_schedule_at(self.engine.lr_scheduler, self.step)
         self.callback("on_start")
         self.start = self.step
         for step_batches in iterate_steps(self.batches, self.start, self.train.steps, self.train.num_workers):

@@ -13,9 +13,8 @@ class Logging(Callback):
         self.expert_load = expert_load
 
     def on_start(self, trainer) -> None:
-        if trainer.step and self.log.bar is not None:
-            self.log.bar.n = trainer.step
-            self.log.bar.refresh()
+        if trainer.step:
+            self.log.start_at(trainer.step)
 
     def post_train_batch(self, trainer, step, out) -> None:
         self.log.advance()

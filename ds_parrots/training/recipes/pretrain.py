@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig
 from ds_parrots.config.model import fit_sequence_length
@@ -18,6 +17,7 @@ from ds_parrots.data.mixture import Mixture, load_mixture
 from ds_parrots.data.sampler import PretrainBatches, PretrainSamples, to_batch
 from ds_parrots.errors import ConfigError
 from ds_parrots.parallel.ds_config import micro_batch_size
+from ds_parrots.parallel.sharding import lockstep_batches
 from ds_parrots.training.callbacks import Evaluation
 from ds_parrots.training.recipes.synthetic import model_tag
 from ds_parrots.training.results import run_results, write_results
@@ -28,6 +28,7 @@ from ds_parrots.training.setup import (
     open_run,
     run_config_dict,
 )
+from ds_parrots.training.step import lm_loss
 
 
 def pretrain_model(model: ModelConfig, data: DataConfig, max_seq_len_given: bool = False) -> ModelConfig:
@@ -101,16 +102,10 @@ def validation_loss(
     items = samples.validation()
     if not items:
         return {}
-    shard = items[rank::world_size]
-    rounds = math.ceil(math.ceil(len(items) / world_size) / batch_size)
     total = torch.zeros(2, dtype=torch.float64)
-    for b in range(rounds):
-        chunk = shard[b * batch_size : (b + 1) * batch_size]
+    for chunk in lockstep_batches(items, rank, world_size, batch_size):
         x, y = to_batch(samples.read_validation(chunk or items[:1]))
-        logits = module(x.to(device))
-        loss = F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum"
-        )
+        loss = lm_loss(module(x.to(device)), y.to(device), reduction="sum")
         if chunk:
             total += torch.tensor([loss.item(), y.numel()], dtype=torch.float64)
     dist.all_reduce(total)
