@@ -13,7 +13,7 @@ import torch
 from ds_parrots.checkpoints.hf_import import hf_metadata, hf_model_config, hf_state_dict, is_hf_folder
 from ds_parrots.checkpoints.tensors import check_against_model, load_tensors, model_shapes
 from ds_parrots.config import ModelConfig
-from ds_parrots.errors import ConfigError
+from ds_parrots.errors import ConfigError, UserError
 from ds_parrots.parallel.checkpoint_format import read_checkpoint
 from ds_parrots.training.checkpoint import is_complete, resume_tag, tags
 
@@ -96,7 +96,7 @@ def run_metadata(run_dir: Path, tag_dir: Path) -> dict:
 def model_config(meta: dict, source: Path) -> ModelConfig:
     try:
         return ModelConfig(**meta["model"])
-    except (TypeError, KeyError, ConfigError) as e:
+    except (TypeError, KeyError, UserError) as e:
         raise ConfigError(
             f"{source}: the saved model configuration is not one this ds_parrots can build ({e})"
         ) from None

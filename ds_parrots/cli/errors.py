@@ -1,6 +1,6 @@
 """The one place our exceptions become exit codes and one-line messages, for every console command:
 
-    ConfigError (DataError, TokenizerError)   a user's mistake: `error: <message>` on stderr, exit 2
+    UserError (ConfigError, DataError, TokenizerError)   a user's mistake: `error: <message>` on stderr, exit 2
     RunAborted                                 a fault the run detected: the message (once, from the rank that
                                                reports it), exit 1
 anything else is a bug and keeps its traceback.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from ds_parrots.errors import ConfigError, RunAborted
+from ds_parrots.errors import RunAborted, UserError
 
 USAGE_ERROR = 2
 RUN_ABORTED = 1
@@ -21,7 +21,7 @@ def run_command(command: Callable[[], int]) -> int:
     """Run `command()` and turn our exceptions into exit codes."""
     try:
         return command()
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return USAGE_ERROR
     except RunAborted as e:

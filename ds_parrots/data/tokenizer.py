@@ -93,16 +93,12 @@ from typing import Literal, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ds_parrots.errors import ConfigError  # noqa: E402
+from ds_parrots.errors import ConfigError, TokenizerError  # noqa: E402
 
 SP_UNK_ID, SP_BOS_ID, SP_EOS_ID, SP_PAD_ID = 0, 1, 2, -1
 # Sentencepiece silently drops training lines longer than this; its default, 4192 bytes, would drop most
 # documents of a .jsonl corpus, which are one line each.
 MAX_LINE_BYTES = 1 << 16
-
-
-class TokenizerError(ConfigError):
-    """A tokenizer file that is missing or unreadable, or training that sentencepiece refused."""
 
 
 class SentencePieceTokenizer:

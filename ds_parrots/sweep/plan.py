@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ds_parrots.errors import ConfigError
+from ds_parrots.errors import ConfigError, UserError
 from ds_parrots.sweep.grids import GRIDS, Grid, select
 
 TRAIN_PY = Path(__file__).resolve().parent.parent / "train.py"
@@ -165,7 +165,7 @@ def plan(
             model = sized_model(p.subcommand, run)
             validate(model, run.moe, run.train, gpus)
             ds_config = build_ds_config(model, run.moe, run.optim, run.train, gpus)
-        except ConfigError as e:
+        except UserError as e:
             if extra_args:
                 blame = f"check --extra {extra!r}"
             elif gpus > 1:  # e.g. a global batch that does not split over --gpus ranks
