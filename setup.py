@@ -14,7 +14,7 @@ setup(
     # The DeepSpeed JSON templates live at the repo root (ds_configs/) and install inside the package;
     # the offline evaluation lives at the repo root (eval/) and installs as ds_parrots_eval.
     package_dir={"ds_parrots.ds_configs": "ds_configs", "ds_parrots_eval": "eval"},
-    package_data={"ds_parrots.ds_configs": ["*.json", "*/*.json"]},
+    package_data={"ds_parrots.ds_configs": ["*.json", "*/*.json"], "ds_parrots_eval.tasks": ["*.yaml"]},
     install_requires=[
         # Install torch first on CPU-only machines (`pip install torch==2.13.0`): an unpinned torch
         # requirement otherwise pulls the CUDA build.
@@ -31,8 +31,12 @@ setup(
         # would match matplotlib's axes, ticks and legends.
         "matplotlib>=3.7",
     ],
-    # transformers only for the export parity tests (and for users who load the export with lm_eval).
-    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.2", "transformers>=4.46"]},
+    # Benchmarks run on lm-evaluation-harness (ds-parrots-eval imports it only on the benchmark path): its
+    # [hf] extra brings transformers, accelerate and tokenizers (our scoring uses the export's tokenizer.json;
+    # `lm_eval --model hf` needs accelerate), [math] sympy / math_verify for Minerva MATH.
+    # transformers also for the export parity tests.
+    extras_require={"eval": ["lm-eval[hf,math]>=0.4.13,<0.5"],
+                    "dev": ["pytest>=8", "pytest-timeout>=2.2", "transformers>=4.46", "lm-eval[hf]>=0.4.13,<0.5"]},
     entry_points={"console_scripts": ["ds-parrots=ds_parrots.cli:console",
                                       "ds-parrots-eval=ds_parrots_eval.cli:console"]},
 )

@@ -37,12 +37,6 @@ run() {
     dry_run "$@" || "$@"
 }
 
-# Replace this shell by the command (or print it in a dry run): the launcher then gets the scheduler's
-# and the terminal's signals itself.
-run_exec() {
-    dry_run "$@" || exec "$@"
-}
-
 # DeepSpeed's launcher exports the KEY=VALUE lines of ~/.deepspeed_env and then ./.deepspeed_env (name
 # from DS_ENV_FILE) to every node, but only when it starts the nodes itself over ssh. The --no_ssh
 # forms start each node separately, so they export the same files here, in the same order.
@@ -55,4 +49,52 @@ export_deepspeed_env() {
             [[ -n "$line" ]] && export "${line?}"
         done < "$file"
     done
+}
+
+# The processes below $1 (children, grandchildren, ...), one pid a line.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
+# Run the launcher as a child and forward TERM, INT, USR1 and USR2 to every rank under it (the train.py
+# processes), then wait for it and return its exit code. The ranks take SIGTERM / SIGUSR1 as "save a checkpoint
+# after this step and exit 75" (--train.preempt-signals). Why not `exec` the launcher: DeepSpeed's runner does
+# not forward signals (it dies and leaves launch.py and the ranks running, orphaned), and launch.py, which does,
+# SIGKILLs the ranks 30 s later, which can cut a checkpoint save short. A dry run only prints the command.
+run_forwarding() {
+    dry_run "$@" && return 0
+    "$@" &
+    FORWARD_TO=$!
+    local sig
+    for sig in TERM INT USR1 USR2; do
+        # shellcheck disable=SC2064  # expand $sig now: one trap per signal
+        trap "forward_signal $sig" "$sig"
+    done
+    local rc=0
+    while :; do
+        rc=0
+        wait "$FORWARD_TO" || rc=$?
+        # wait returns > 128 when a trapped signal interrupts it while the launcher still runs: wait again.
+        if (( rc > 128 )) && kill -0 "$FORWARD_TO" 2>/dev/null; then continue; fi
+        break
+    done
+    trap - TERM INT USR1 USR2
+    return "$rc"
+}
+
+forward_signal() {
+    local ranks
+    ranks=$(for pid in $(descendants "$FORWARD_TO"); do
+        # A rank runs train.py itself; DeepSpeed's runner and launch.py name it only as an argument.
+        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "ds_parrots/train.py" \
+            && ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "deepspeed.launcher" && echo "$pid"
+    done)
+    echo "launch: SIG$1 received; forwarding it to the ranks (${ranks//$'\n'/ })" >&2
+    # shellcheck disable=SC2086  # one pid per word
+    [[ -n "$ranks" ]] && kill -s "$1" $ranks 2>/dev/null
+    return 0
 }

@@ -42,4 +42,4 @@ if [[ -n "${DS_PARROTS_NODE_RANK:-}" ]]; then
     launcher+=(--no_ssh --node_rank "$DS_PARROTS_NODE_RANK")
     export_deepspeed_env
 fi
-run_exec "${launcher[@]}" "$TRAIN_PY" "$@"
+run_forwarding "${launcher[@]}" "$TRAIN_PY" "$@"

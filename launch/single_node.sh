@@ -18,5 +18,5 @@ num_gpus=$1
 shift
 
 print_topology --num-nodes 1 --gpus-per-node "$num_gpus" -- "$@"
-run_exec "${DEEPSPEED_CMD[@]}" --num_gpus "$num_gpus" --master_port "${DS_PARROTS_MASTER_PORT:-$MASTER_PORT_DEFAULT}" \
+run_forwarding "${DEEPSPEED_CMD[@]}" --num_gpus "$num_gpus" --master_port "${DS_PARROTS_MASTER_PORT:-$MASTER_PORT_DEFAULT}" \
     "$TRAIN_PY" "$@"

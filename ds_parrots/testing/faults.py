@@ -5,6 +5,8 @@
     DS_PARROTS_FAULT="nan@5"                   the loss of step 5 is NaN on every rank (so are its gradients)
     DS_PARROTS_FAULT="sigkill_in_save@8:1"     rank 1 dies after writing its files of checkpoint 8, before the
                                                checkpoint is marked complete
+    DS_PARROTS_FAULT="sigterm@4:1"             rank 1 gets a real SIGTERM while step 4 trains (preemption)
+    DS_PARROTS_FAULT="sigterm_in_save@4"       a SIGTERM arrives while checkpoint 4 is being written
 Several faults: comma-separated. Without ":rank" a fault hits every rank.
 
 The faults are the real thing (a process killed by the kernel, a process that sleeps, a NaN that flows through
@@ -26,7 +28,7 @@ from typing import Optional
 from ds_parrots.training.callbacks.base import Callback
 
 ENV = "DS_PARROTS_FAULT"
-KINDS = ("sigkill", "hang", "nan", "sigkill_in_save")
+KINDS = ("sigkill", "hang", "nan", "sigkill_in_save", "sigterm", "sigterm_in_save")
 
 
 @cache
@@ -59,6 +61,8 @@ def inject(kind: str, step: int, rank: int) -> None:
     print(f"[fault injection] {kind} at step {step} on rank {rank}", flush=True)
     if kind in ("sigkill", "sigkill_in_save"):
         os.kill(os.getpid(), signal.SIGKILL)
+    elif kind in ("sigterm", "sigterm_in_save"):
+        os.kill(os.getpid(), signal.SIGTERM)
     elif kind == "hang":
         while True:
             time.sleep(3600)
@@ -79,6 +83,7 @@ class FaultInjection(Callback):
 
     def pre_step(self, trainer, step: int) -> None:
         inject("hang", step, self.rank)
+        inject("sigterm", step, self.rank)
         if active("nan", step, self.rank):
             # NaN logits: the loss, and through backward every gradient, of this step are NaN.
             self._poison = trainer.engine.module.lm_head.register_forward_hook(
@@ -93,6 +98,7 @@ class FaultInjection(Callback):
 
     def on_checkpoint_files_written(self, trainer, step: int) -> None:
         inject("sigkill_in_save", step, self.rank)
+        inject("sigterm_in_save", step, self.rank)
 
 
 def callbacks_from_env() -> list:

@@ -1,4 +1,12 @@
-"""Run logging: TensorBoard scalars and histograms, console lines, a progress bar (rank 0 only)."""
+"""Run logging: TensorBoard scalars and histograms, console lines, a progress bar (rank 0 only).
+
+A terminal gets the progress bar (unless --train.no-progress). Anything else (a cluster job's .out file, a pipe)
+gets no bar: its carriage-return redraws are noise there. Instead, and whenever the bar is off, one plain line
+every --train.log-every steps:
+
+    step 120/1000 | loss 2.3456 | aux 1.012 | z 0.1234 | lr 1.20e-03 | grad 0.851 | 12,345 tok/s | mfu 41.2%
+        | eta 0:12:34                                    (one line)
+"""
 
 from __future__ import annotations
 
@@ -11,10 +19,21 @@ import torch
 
 
 class RunLogger:
-    def __init__(self, log_dir: Path, enabled: bool, total_steps: int, start_step: int, progress: bool):
+    def __init__(
+        self,
+        log_dir: Path,
+        enabled: bool,
+        total_steps: int,
+        start_step: int,
+        progress: bool,
+        terminal: Optional[bool] = None,
+    ):
+        """`terminal`: whether stderr is a terminal (None: ask it)."""
         self.enabled = enabled
         self.writer = None
         self.bar = None
+        self.total_steps = total_steps
+        self._clock = (time.perf_counter(), start_step)  # for the ETA: when and at which step timing began
         if not enabled:
             return
         from torch.utils.tensorboard import SummaryWriter
@@ -25,8 +44,7 @@ class RunLogger:
             self.writer = SummaryWriter(str(log_dir))
         except OSError as e:
             self._tensorboard_failed(e)
-        if progress:
-            # In a log file (cluster jobs) a bar redrawn 10 times a second is noise: redraw every 30 s.
+        if progress and (sys.stderr.isatty() if terminal is None else terminal):
             self.bar = tqdm(
                 total=total_steps,
                 initial=start_step,
@@ -34,9 +52,8 @@ class RunLogger:
                 unit="step",
                 dynamic_ncols=True,
                 file=sys.stderr,
-                mininterval=0.1 if sys.stderr.isatty() else 30.0,
+                mininterval=0.1,
             )
-        self._t = time.perf_counter()
 
     def info(self, msg: str) -> None:
         if not self.enabled:
@@ -66,6 +83,31 @@ class RunLogger:
                 self._tensorboard_failed(e)
         if self.bar is not None:
             self.bar.set_postfix(console_fields(scalars))
+        else:
+            self.info(self.step_line(step, scalars))
+
+    def step_line(self, step: int, scalars: dict) -> str:
+        """The plain progress line of a log step (see the module docstring)."""
+        parts = [f"step {step}/{self.total_steps}"]
+        for key, label, fmt in (
+            ("loss", "loss", ".4f"),
+            ("aux_loss", "aux", ".4g"),
+            ("z_loss", "z", ".4g"),
+            ("lr", "lr", ".2e"),
+            ("grad_norm", "grad", ".3g"),
+        ):
+            if key in scalars:
+                parts.append(f"{label} {scalars[key]:{fmt}}")
+        if "tokens_per_s" in scalars:
+            parts.append(f"{scalars['tokens_per_s']:,.0f} tok/s")
+        if "mfu" in scalars:
+            parts.append(f"mfu {100 * scalars['mfu']:.1f}%")
+        started, first = self._clock
+        done = step - first
+        if done > 0 and step < self.total_steps:
+            left = (time.perf_counter() - started) / done * (self.total_steps - step)
+            parts.append(f"eta {_hms(left)}")
+        return " | ".join(parts)
 
     def _write_step(self, step: int, scalars: dict, load: Optional[dict]) -> None:
         for k, v in scalars.items():
@@ -87,7 +129,8 @@ class RunLogger:
             )
 
     def start_at(self, step: int) -> None:
-        """The run resumes after `step` finished steps: the bar starts there."""
+        """The run resumes after `step` finished steps: the bar and the ETA start there."""
+        self._clock = (time.perf_counter(), step)
         if self.bar is not None:
             self.bar.n = step
             self.bar.refresh()
@@ -132,3 +175,8 @@ def coefficient_of_variation(frac: torch.Tensor) -> float:
     """std / mean of the per-expert load: 0 for perfect balance."""
     frac = frac.double()
     return float(frac.std(unbiased=False) / frac.mean()) if frac.mean() > 0 else 0.0
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

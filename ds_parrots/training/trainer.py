@@ -24,6 +24,7 @@ from ds_parrots.training import checkpoint
 from ds_parrots.training.callbacks.base import Callback
 from ds_parrots.training.logger import RunLogger
 from ds_parrots.training.optim import continue_schedule_at
+from ds_parrots.training.preemption import PreemptionSignals, RunPreempted
 from ds_parrots.training.step import StepOutput, train_step
 
 
@@ -51,6 +52,8 @@ class Trainer:
         """One entry per step trained: {"step", "loss", ["aux_loss", "z_loss",] "lr"[, "nonfinite"]}."""
         self.nonfinite_steps: list[int] = []
         """Steps whose update was skipped for a non-finite loss or gradient (--train.on-nonfinite skip)."""
+        self.save_due = False
+        """Rank 0's clock says --train.save-every-minutes has passed (agreed by every rank after each step)."""
         self.where = "setup"
         """What the run is doing, for the message when a rank is lost."""
         self._pending: list[tuple[int, torch.Tensor, float, bool]] = []
@@ -81,29 +84,64 @@ class Trainer:
         if self.init_step and not self.train.resume:
             self.step = self.init_step
             continue_schedule_at(self.engine.lr_scheduler, self.step)
-        self.callback("on_start")
-        self.start = self.step
-        for step_batches in iterate_steps(self.batches, self.start, self.train.steps, self.train.num_workers):
-            self.where = f"step {self.step + 1}"
-            self.callback("pre_step", self.step + 1)
-            out = train_step(self.model, step_batches)
-            self.step += 1
-            bad = self._any_rank_nonfinite(out)
-            if bad:
-                self._handle_nonfinite(out)
-            self._pending.append((self.step, out.metrics, out.lr, bad))
-            self.callback("post_train_batch", self.step, out)
-            if self.step % self.train.log_every == 0 or self.step == self.train.steps:
-                self._log(out)
-            self.callback("post_step", self.step, out)
-        self._flush()
-        self.callback("on_end")
+        with PreemptionSignals(self.train.preempt_signals) as preemption:
+            self.callback("on_start")
+            self.start = self.step
+            for step_batches in iterate_steps(
+                self.batches, self.start, self.train.steps, self.train.num_workers
+            ):
+                self.where = f"step {self.step + 1}"
+                self.callback("pre_step", self.step + 1)
+                out = train_step(self.model, step_batches)
+                self.step += 1
+                bad, preempted, self.save_due = self._any_rank(out, preemption)
+                if bad:
+                    self._handle_nonfinite(out)
+                self._pending.append((self.step, out.metrics, out.lr, bad))
+                self.callback("post_train_batch", self.step, out)
+                if self.step % self.train.log_every == 0 or self.step == self.train.steps or preempted:
+                    self._log(out)
+                if preempted and self.step < self.train.steps:
+                    self._stop_for_preemption(preemption)
+                self.callback("post_step", self.step, out)
+            self._flush()
+            self.callback("on_end")  # a signal now changes nothing: the run finishes and saves as it would
         return self.step
 
-    def _any_rank_nonfinite(self, out: StepOutput) -> bool:
-        flag = (~torch.isfinite(out.losses)).any().double() + float(out.skipped)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())  # the one host read of every step
+    def _any_rank(self, out: StepOutput, preemption: PreemptionSignals) -> tuple[bool, bool, bool]:
+        """(some rank saw a non-finite loss or skipped its update, some rank was asked to stop, rank 0's clock
+        says a timed checkpoint is due), agreed by all ranks in one collective: the one host read of a step."""
+        saver = self._checkpointing()
+        timed = dist.get_rank() == 0 and saver is not None and saver.due_by_time(self)
+        host = torch.tensor(
+            [float(out.skipped), float(preemption.received is not None), float(timed)], dtype=torch.float64
+        )
+        flags = torch.cat(
+            [(~torch.isfinite(out.losses)).any().double().reshape(1), host.to(out.losses.device)]
+        )
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        nonfinite, skipped, asked, due = flags.tolist()
+        return bool(nonfinite or skipped), bool(asked), bool(due)
+
+    def _checkpointing(self):
+        from ds_parrots.training.callbacks.checkpointing import Checkpointing
+
+        return next((cb for cb in self.callbacks if isinstance(cb, Checkpointing)), None)
+
+    def _stop_for_preemption(self, preemption: PreemptionSignals) -> None:
+        """Save this step's checkpoint on every rank and stop with RunPreempted (exit 75)."""
+        saver = self._checkpointing()
+        if saver is None:
+            raise RunPreempted(
+                f"preempted at step {self.step}; no checkpoint is saved by this trainer",
+                report=dist.get_rank() == 0,
+            )
+        tag = saver.save(self, self.step)
+        name = preemption.received.name if preemption.received is not None else "a signal on another rank"
+        raise RunPreempted(
+            f"preempted at step {self.step} ({name}); checkpoint {tag} saved; resume with --train.resume",
+            report=dist.get_rank() == 0,
+        )
 
     def _flush(self) -> list[dict]:
         """Mean over ranks of the pending steps' metrics, appended to the history; returns their entries."""

@@ -13,8 +13,7 @@ class Logging(Callback):
         self.expert_load = expert_load
 
     def on_start(self, trainer) -> None:
-        if trainer.step:
-            self.log.start_at(trainer.step)
+        self.log.start_at(trainer.step)
 
     def post_train_batch(self, trainer, step, out) -> None:
         self.log.advance()

@@ -202,6 +202,10 @@ def test_tokenizer_prepare_pretrain_end_to_end(tmp_path):
         str(tok),
         "--data.seq-len",
         "64",
+        # Trained on 64-token sequences, evaluated with room for lm-eval's 256 generated tokens (triviaqa,
+        # gsm8k): a window larger than the training sequences is kept (config.model.fit_sequence_length).
+        "--model.max-seq-len",
+        "320",
         "--data.val-sequences",
         "8",
         "--train.steps",
@@ -233,6 +237,7 @@ def test_tokenizer_prepare_pretrain_end_to_end(tmp_path):
     losses = [h["loss"] for h in res["loss_history"]]
     assert losses[-1] < losses[0]
     assert "validation loss" in proc.stdout
+    assert res["model"]["max_seq_len"] == 320
 
     # The same checkpoint, scored offline on benchmark files in their public schema, then the math gap.
     bench = tmp_path / "bench"

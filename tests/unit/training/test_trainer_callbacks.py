@@ -13,8 +13,17 @@ from ds_parrots.training.callbacks import Callback, Checkpointing, Evaluation, E
 from ds_parrots.training.logger import RunLogger
 from ds_parrots.training.trainer import Trainer
 
-MODEL = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=32, num_experts=4,
-                    top_k=2, max_seq_len=16)
+MODEL = ModelConfig(
+    vocab_size=40,
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    ffn_dim=32,
+    num_experts=4,
+    top_k=2,
+    max_seq_len=16,
+)
 
 
 class Batches:
@@ -59,8 +68,17 @@ class Recorder(Callback):
 
 
 def make_trainer(tmp_path, callbacks, **train):
-    train = TrainConfig(**{"steps": 6, "global_batch": 4, "zero_stage": 0, "log_every": 3, "progress": False,
-                           "out_dir": str(tmp_path), **train})
+    train = TrainConfig(
+        **{
+            "steps": 6,
+            "global_batch": 4,
+            "zero_stage": 0,
+            "log_every": 3,
+            "progress": False,
+            "out_dir": str(tmp_path),
+            **train,
+        }
+    )
     run = RunConfig(model=MODEL, moe=MoEConfig(), optim=OptimConfig(warmup_frac=0.0), train=train)
     torch.manual_seed(0)
     model = parallelize(build_model(MODEL), MODEL, run.moe, run.optim, run.train)
@@ -71,14 +89,32 @@ def make_trainer(tmp_path, callbacks, **train):
 def test_hooks_run_in_order_and_log_every_n_steps(tmp_path, process_group):
     rec, evaluated = Recorder(), []
     load = ExpertLoad()
-    trainer = make_trainer(tmp_path, [rec, Throughput(None), load, Evaluation(lambda s: evaluated.append(s) or
-                                                                             {"score": float(s)}),
-                                      Checkpointing()], eval_every=4, save_every=2)
+    trainer = make_trainer(
+        tmp_path,
+        [
+            rec,
+            Throughput(None),
+            load,
+            Evaluation(lambda s: evaluated.append(s) or {"score": float(s)}),
+            Checkpointing(),
+        ],
+        eval_every=4,
+        save_every=2,
+    )
     assert trainer.fit() == 6
     steps = [c for c in rec.calls if c[0] in ("pre_step", "post_train_batch", "post_step", "on_log")]
-    assert steps[:10] == [("pre_step", 1), ("post_train_batch", 1), ("post_step", 1),
-                          ("pre_step", 2), ("post_train_batch", 2), ("post_step", 2),
-                          ("pre_step", 3), ("post_train_batch", 3), ("on_log", 3), ("post_step", 3)]
+    assert steps[:10] == [
+        ("pre_step", 1),
+        ("post_train_batch", 1),
+        ("post_step", 1),
+        ("pre_step", 2),
+        ("post_train_batch", 2),
+        ("post_step", 2),
+        ("pre_step", 3),
+        ("post_train_batch", 3),
+        ("on_log", 3),
+        ("post_step", 3),
+    ]
     assert rec.calls[0] == ("on_start", 0) and rec.calls[-1] == ("on_end", 6)
     assert sorted(rec.logged) == [3, 6]
     assert evaluated == [4, 6]  # every eval_every steps, and at the end
@@ -108,7 +144,7 @@ def test_history_equals_the_losses_of_the_steps(tmp_path, process_group):
 
 def test_a_step_reads_one_value_on_the_host_between_log_steps(tmp_path, process_group, monkeypatch):
     # Step metrics stay on the device: between log steps, the Trainer and the step read only the non-finite
-    # flag (one .item()). Not counted: our ZeRO-0 gradient guard's flag (parallel/health.py) and the expert
+    # flags (one .tolist() of one tensor). Not counted: our ZeRO-0 gradient guard's flag (parallel/health.py) and the expert
     # kernel's per-layer group sizes (parallel/moe_backends.py: our grouped SwiGLU splits on the host).
     import sys
 
@@ -139,9 +175,12 @@ def test_a_step_reads_one_value_on_the_host_between_log_steps(tmp_path, process_
             current = []
         else:
             current.append(r)
-    ours = {s: [r for r in rs if not r[1].endswith(("health.py", "moe_backends.py"))] for s, rs in per_step.items()}
-    assert ours[1] == [("item", "/training/trainer.py")]
-    assert ours[2] == [("item", "/training/trainer.py")]
+    ours = {
+        s: [r for r in rs if not r[1].endswith(("health.py", "moe_backends.py"))]
+        for s, rs in per_step.items()
+    }
+    assert ours[1] == [("tolist", "/training/trainer.py")]
+    assert ours[2] == [("tolist", "/training/trainer.py")]
 
 
 def test_fault_injection_attaches_as_a_callback(tmp_path, process_group, monkeypatch):
@@ -190,3 +229,32 @@ def test_resume_continues_the_history(tmp_path, process_group):
 
 def test_config_sections_are_plain_dataclasses():
     assert dataclasses.is_dataclass(TrainConfig) and dataclasses.is_dataclass(RunConfig)
+
+
+def test_timed_checkpoints_follow_rank_0s_clock(tmp_path, process_group):
+    trainer = make_trainer(tmp_path, [Checkpointing()], save_every_minutes=1e-9, steps=4)
+    trainer.fit()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step*")) == [
+        f"step{s:08d}" for s in (1, 2, 3, 4)
+    ]
+    off = make_trainer(tmp_path / "off", [Checkpointing()], save_every_minutes=0, steps=4)
+    off.fit()
+    assert [p.name for p in (tmp_path / "off" / "run" / "checkpoints").glob("step*")] == ["step00000004"]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_log_file_gets_plain_lines_and_a_terminal_the_bar(tmp_path, process_group, capsys, terminal):
+    log = RunLogger(tmp_path / "tb", True, 6, 0, True, terminal=terminal)
+    trainer = make_trainer(tmp_path, [Throughput(0.5), Logging(log)])
+    trainer.log = log
+    trainer.fit()
+    log.close()
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step ")]
+    if terminal:
+        assert lines == [] and log.bar is not None
+        return
+    assert [l.split(" | ")[0] for l in lines] == ["step 3/6", "step 6/6"]
+    first = dict(part.split(" ", 1) for part in lines[0].split(" | ")[1:] if not part.endswith("tok/s"))
+    assert set(first) == {"loss", "aux", "z", "lr", "grad", "mfu", "eta"}
+    assert float(first["loss"]) == pytest.approx(trainer.history[2]["loss"], abs=5e-5)
+    assert "eta" not in lines[1]  # nothing left at the last step
