@@ -31,8 +31,22 @@ from ds_parrots.errors import ConfigError
 USAGE = __doc__
 
 
+@dataclass(kw_only=True)
+class RunOptions:
+    """How the model runs, for evaluation and the gap alike (keyword-only: they follow each command's own)."""
+
+    bootstrap_iters: int = 100000
+    """lm-eval's bootstrap resamples for standard errors of non-mean metrics (its default; 0: none)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: this rank's GPU when there is one, else the CPU."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights and activations in evaluation (bfloat16 halves GPU memory; scores may move slightly)."""
+    progress: bool = True
+    """Progress bars on rank 0."""
+
+
 @dataclass
-class EvalArgs:
+class EvalArgs(RunOptions):
     """Score a checkpoint on its synthetic task, or on the paper's benchmarks through lm-evaluation-harness
     (lm-eval's own task definitions, local files); writes a results JSON with the model's total and active
     parameters (the input of `ds-parrots-eval plot`)."""
@@ -72,18 +86,10 @@ class EvalArgs:
     log_samples: bool = False
     """Also write lm-eval's per-document samples (prompt, responses, filtered answer, metrics) as
     <out>.samples/<task>.jsonl."""
-    bootstrap_iters: int = 100000
-    """lm-eval's bootstrap resamples for standard errors of non-mean metrics (its default; 0: none)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: this rank's GPU when there is one, else the CPU."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """Weights and activations in evaluation (bfloat16 halves GPU memory; scores may move slightly)."""
-    progress: bool = True
-    """Progress bars on rank 0."""
 
 
 @dataclass
-class GapArgs:
+class GapArgs(RunOptions):
     """Generalization gap of math reasoning: the same lm-eval task on training problems and on test problems
     (GSM8k, MATH), reported as train - test."""
 
@@ -108,14 +114,6 @@ class GapArgs:
     """As for evaluation: none (lm_eval --model hf's tokenization) or eos (</s> before every context)."""
     long_prompts: Literal["error", "truncate"] = "error"
     """As for evaluation: error, or truncate a too-long generation prompt to its last tokens (lm-eval)."""
-    bootstrap_iters: int = 100000
-    """lm-eval's bootstrap resamples for standard errors (0: none)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: this rank's GPU when there is one, else the CPU."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """Weights and activations in evaluation."""
-    progress: bool = True
-    """Progress bars on rank 0."""
 
 
 @dataclass
@@ -144,7 +142,9 @@ def parse_few_shot(spec: Optional[str]) -> Optional[dict[str, int]]:
     for part in spec.split(","):
         name, _, k = part.partition("=")
         if not k.strip().isdigit():
-            raise ConfigError(f"--few-shot {spec!r}: expected a number or name=k pairs like 'triviaqa=5,gsm8k=8'")
+            raise ConfigError(
+                f"--few-shot {spec!r}: expected a number or name=k pairs like 'triviaqa=5,gsm8k=8'"
+            )
         out[name.strip()] = int(k)
     return out
 
@@ -152,14 +152,24 @@ def parse_few_shot(spec: Optional[str]) -> Optional[dict[str, int]]:
 def _lm(args, model, tok, device, rank):
     from ds_parrots_eval.lm import ParrotLM
 
-    return ParrotLM(model, tok, device, args.batch_size, args.context_prefix, args.long_prompts,
-                    progress=args.progress and rank == 0)
+    return ParrotLM(
+        model,
+        tok,
+        device,
+        args.batch_size,
+        args.context_prefix,
+        args.long_prompts,
+        progress=args.progress and rank == 0,
+    )
 
 
 def _engine(args) -> dict:
     """What the results record about how benchmarks were scored."""
-    return {"engine": "lm-evaluation-harness", "context_prefix": args.context_prefix,
-            "long_prompts": args.long_prompts}
+    return {
+        "engine": "lm-evaluation-harness",
+        "context_prefix": args.context_prefix,
+        "long_prompts": args.long_prompts,
+    }
 
 
 def evaluate_command(argv: list[str]) -> int:
@@ -171,8 +181,10 @@ def evaluate_command(argv: list[str]) -> int:
     meta = rt.meta_of(args.checkpoint)
     names = [t.strip() for t in (args.tasks or meta.get("task_name") or "").split(",") if t.strip()]
     if not names:
-        raise ConfigError(f"{args.checkpoint} is a pre-training checkpoint: pass --tasks (benchmark names or "
-                          "world_knowledge,commonsense,math) and --bench-dir")
+        raise ConfigError(
+            f"{args.checkpoint} is a pre-training checkpoint: pass --tasks (benchmark names or "
+            "world_knowledge,commonsense,math) and --bench-dir"
+        )
     synthetic = [n for n in names if n in SYNTHETIC_TASKS]
     bench = [n for n in names if n not in SYNTHETIC_TASKS]
     few_shot = parse_few_shot(args.few_shot)  # bad flags and bad files fail before the model loads
@@ -182,8 +194,10 @@ def evaluate_command(argv: list[str]) -> int:
         from ds_parrots_eval.harness.task_files import plan
 
         if args.bench_dir is None:
-            raise ConfigError(f"--tasks {','.join(bench)}: benchmark tasks need --bench-dir (local files in each "
-                              "benchmark's public schema)")
+            raise ConfigError(
+                f"--tasks {','.join(bench)}: benchmark tasks need --bench-dir (local files in each "
+                "benchmark's public schema)"
+            )
         bench = expand(bench)
         plan(bench, args.bench_dir, few_shot_counts(bench, few_shot))
     out = args.out or rt.default_out(args.checkpoint, "eval")
@@ -193,18 +207,25 @@ def evaluate_command(argv: list[str]) -> int:
     results = rt.header(args.checkpoint, meta, "benchmarks" if bench else "synthetic")
     results["synthetic"] = {}
     for name in synthetic:
-        results["synthetic"][name] = evaluate_synthetic(model, meta, name, args.checkpoint, device,
-                                                        args.batch_size, args.limit, rank, world)
+        results["synthetic"][name] = evaluate_synthetic(
+            model, meta, name, args.checkpoint, device, args.batch_size, args.limit, rank, world
+        )
         if rank == 0:
             print(f"{name}: {results['synthetic'][name]['summary']}")
     samples = None
     if bench:
         from ds_parrots_eval.harness.run import run_benchmarks
 
-        lm = _lm(args, model, rt.tokenizer(meta, args.tokenizer, model.cfg.vocab_size, args.checkpoint), device,
-                 rank)
-        scored, samples = run_benchmarks(lm, bench, args.bench_dir, few_shot, args.limit, args.log_samples,
-                                         args.bootstrap_iters)
+        lm = _lm(
+            args,
+            model,
+            rt.tokenizer(meta, args.tokenizer, model.cfg.vocab_size, args.checkpoint),
+            device,
+            rank,
+        )
+        scored, samples = run_benchmarks(
+            lm, bench, args.bench_dir, few_shot, args.limit, args.log_samples, args.bootstrap_iters
+        )
         if rank == 0:
             results.update(scored)
             results.update(_engine(args), truncated_contexts=lm.truncated)
@@ -232,8 +253,14 @@ def gap_command(argv: list[str]) -> int:
     device = rt.device(args.device, rank)
     model, meta = rt.load(args.checkpoint, device, args.dtype)
     tok = rt.tokenizer(meta, args.tokenizer, model.cfg.vocab_size, args.checkpoint)
-    gap = run_gap(_lm(args, model, tok, device, rank), args.bench_dir, names, args.limit,
-                  parse_few_shot(args.few_shot), args.bootstrap_iters)
+    gap = run_gap(
+        _lm(args, model, tok, device, rank),
+        args.bench_dir,
+        names,
+        args.limit,
+        parse_few_shot(args.few_shot),
+        args.bootstrap_iters,
+    )
     results = {**rt.header(args.checkpoint, meta, "gap"), "gap": gap, "world_size": world, **_engine(args)}
     if rank == 0:
         for name, g in gap.items():
@@ -253,8 +280,10 @@ def tasks_command(argv: list[str]) -> int:
     names = expand([t.strip() for t in args.tasks.split(",") if t.strip()])
     tasks = plan(names, args.bench_dir, few_shot_counts(names, parse_few_shot(args.few_shot)))
     write(tasks, args.out)
-    print(f"{len(tasks)} task YAMLs in {args.out}; compare with:\n  lm_eval --model hf --model_args "
-          f"pretrained=EXPORT,dtype=float32 --include_path {args.out} --tasks {','.join(t.task for t in tasks)}")
+    print(
+        f"{len(tasks)} task YAMLs in {args.out}; compare with:\n  lm_eval --model hf --model_args "
+        f"pretrained=EXPORT,dtype=float32 --include_path {args.out} --tasks {','.join(t.task for t in tasks)}"
+    )
     return 0
 
 
@@ -264,6 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help") and len(argv) == 1:
         print(USAGE.strip())
         return 0 if argv else 2
+
     def command() -> int:
         if argv[0] == "plot":
             from ds_parrots_eval.plot import main as plot_main

@@ -6,8 +6,9 @@ draws its exemplars from the same split and leaves the scored problem out of its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from ds_parrots.errors import ConfigError
 
@@ -16,17 +17,30 @@ from .harness.run import _score, evaluate_tasks
 from .harness.task_files import plan
 
 TRAIN_SPLIT = "train"
-GAP_TASKS = ("gsm8k", "hendrycks_math", "minerva_math", "svamp")  # math benchmarks with a separate train split
+GAP_TASKS = (
+    "gsm8k",
+    "hendrycks_math",
+    "minerva_math",
+    "svamp",
+)  # math benchmarks with a separate train split
 
 
-def run_gap(lm, bench_dir: Path, tasks: Sequence[str] = ("gsm8k", "hendrycks_math"), limit: Optional[int] = None,
-            few_shot: Optional[dict[str, int]] = None, bootstrap_iters: int = 100000) -> Optional[dict]:
+def run_gap(
+    lm,
+    bench_dir: Path,
+    tasks: Sequence[str] = ("gsm8k", "hendrycks_math"),
+    limit: Optional[int] = None,
+    few_shot: Optional[dict[str, int]] = None,
+    bootstrap_iters: int = 100000,
+) -> Optional[dict]:
     """{task: {"train", "test", "gap", "n_train", "n_test", "few_shot", "metric"}}."""
     names = [get(t).name for t in tasks]
     for name in names:
         if name not in GAP_TASKS:
-            raise ConfigError(f"the generalization gap is measured on math benchmarks with a training split "
-                              f"({', '.join(GAP_TASKS)}); not '{name}'")
+            raise ConfigError(
+                f"the generalization gap is measured on math benchmarks with a training split "
+                f"({', '.join(GAP_TASKS)}); not '{name}'"
+            )
     counts = few_shot_counts(names, few_shot)
     test = plan(names, Path(bench_dir), counts)
     train = plan(names, Path(bench_dir), counts, eval_split=TRAIN_SPLIT, suffix="_train")
@@ -38,6 +52,13 @@ def run_gap(lm, bench_dir: Path, tasks: Sequence[str] = ("gsm8k", "hendrycks_mat
         metric = get(name).metric
         s_test, _, n_test = _score(results, [t for t in test if t.benchmark == name], metric)
         s_train, _, n_train = _score(results, [t for t in train if t.benchmark == name], metric)
-        report[name] = {"train": s_train, "test": s_test, "gap": s_train - s_test, "n_train": n_train,
-                        "n_test": n_test, "few_shot": counts[name], "metric": metric}
+        report[name] = {
+            "train": s_train,
+            "test": s_test,
+            "gap": s_train - s_test,
+            "n_train": n_train,
+            "n_test": n_test,
+            "few_shot": counts[name],
+            "metric": metric,
+        }
     return report

@@ -41,9 +41,16 @@ def _dist():
 class ParrotLM(TemplateLM):
     """loglikelihood, loglikelihood_rolling and generate_until on a CausalLM and a HarnessTokenizer."""
 
-    def __init__(self, model, tokenizer, device="cpu", batch_size: int = 32,
-                 context_prefix: Literal["none", "eos"] = "none", long_prompts: Literal["error", "truncate"] = "error",
-                 progress: bool = True):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        device="cpu",
+        batch_size: int = 32,
+        context_prefix: Literal["none", "eos"] = "none",
+        long_prompts: Literal["error", "truncate"] = "error",
+        progress: bool = True,
+    ):
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -97,35 +104,46 @@ class ParrotLM(TemplateLM):
         window = self.max_length
         # Longest first (HFLM's order): padding stays small and an out-of-memory batch shows at once; ranks
         # take every world_size-th request of that order, so their batches are alike.
-        order = sorted(range(len(requests)), key=lambda i: (-len(requests[i][1]) - len(requests[i][2]),
-                                                             tuple(requests[i][1] + requests[i][2])))
-        order = order[self.dp_rank::self.dp_world]
+        order = sorted(
+            range(len(requests)),
+            key=lambda i: (
+                -len(requests[i][1]) - len(requests[i][2]),
+                tuple(requests[i][1] + requests[i][2]),
+            ),
+        )
+        order = order[self.dp_rank :: self.dp_world]
         out: dict = {}
         cut = 0
         size = override_bs or self.batch_size
-        bar = tqdm(total=len(order), disable=disable_tqdm or not self.progress, desc="loglikelihood",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(order),
+            disable=disable_tqdm or not self.progress,
+            desc="loglikelihood",
+            dynamic_ncols=True,
+        )
         for start in range(0, len(order), size):
-            rows = order[start:start + size]
+            rows = order[start : start + size]
             inputs, conts = [], []
             for i in rows:
                 _, ctx, cont = requests[i]
                 if len(cont) > window:
-                    raise ConfigError(f"a continuation of {len(cont)} tokens is longer than the model's window "
-                                      f"({window} tokens); it cannot be scored")
+                    raise ConfigError(
+                        f"a continuation of {len(cont)} tokens is longer than the model's window "
+                        f"({window} tokens); it cannot be scored"
+                    )
                 if len(ctx) + len(cont) > window + 1:
                     cut += 1  # HFLM's left truncation: the context loses its start
-                inputs.append((ctx + cont)[-(window + 1):][:-1])
+                inputs.append((ctx + cont)[-(window + 1) :][:-1])
                 conts.append(cont)
             width = max(len(x) for x in inputs)
             ids = torch.zeros((len(inputs), width), dtype=torch.long)
             for r, x in enumerate(inputs):
-                ids[r, :len(x)] = torch.tensor(x)  # right padding: a causal row ignores what follows it
+                ids[r, : len(x)] = torch.tensor(x)  # right padding: a causal row ignores what follows it
             logits = self.model(ids.to(self._device))
             for r, i in enumerate(rows):
                 n, length = len(conts[r]), len(inputs[r])
                 # log_softmax of the scored positions only (HFLM normalizes every position; same values).
-                logp = torch.log_softmax(logits[r, length - n:length].float(), dim=-1).cpu()
+                logp = torch.log_softmax(logits[r, length - n : length].float(), dim=-1).cpu()
                 target = torch.tensor(conts[r])
                 greedy = bool((logp.argmax(-1) == target).all())
                 out[i] = (float(logp.gather(1, target[:, None]).sum()), greedy)
@@ -141,9 +159,15 @@ class ParrotLM(TemplateLM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         windows, owner = [], []
         for i, (string,) in enumerate(req.args for req in requests):
-            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
+            for ctx, cont in map(
+                make_disjoint_window,
+                get_rolling_token_windows(
+                    token_list=self.tok_encode(string),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length,
+                    context_len=1,
+                ),
+            ):
                 windows.append((None, ctx, cont))
                 owner.append(i)
         scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
@@ -158,16 +182,22 @@ class ParrotLM(TemplateLM):
         room = self.max_length - budget
         task = requests[0].task_name if requests else "?"
         if room <= 0:
-            raise ConfigError(f"task {task} generates up to {budget} tokens, but the model's window is "
-                              f"{self.max_length} tokens: no room is left for a prompt")
+            raise ConfigError(
+                f"task {task} generates up to {budget} tokens, but the model's window is "
+                f"{self.max_length} tokens: no room is left for a prompt"
+            )
         prompts = [self.tok_encode(req.args[0]) for req in requests]
         longest = max(range(len(prompts)), key=lambda i: len(prompts[i]), default=None)
         # Every rank holds every request, so every rank raises together and none waits for the others.
         if self.long_prompts == "error" and longest is not None and len(prompts[longest]) > room:
-            where = f"document {requests[longest].doc_id} of {task} has a {len(prompts[longest])}-token prompt"
-            raise ConfigError(f"{where}, but the model's window of {self.max_length} tokens leaves {room} beside "
-                              f"the {budget} generated; lower --few-shot, or pass --long-prompts truncate to keep "
-                              "each prompt's last tokens as lm_eval --model hf does")
+            where = (
+                f"document {requests[longest].doc_id} of {task} has a {len(prompts[longest])}-token prompt"
+            )
+            raise ConfigError(
+                f"{where}, but the model's window of {self.max_length} tokens leaves {room} beside "
+                f"the {budget} generated; lower --few-shot, or pass --long-prompts truncate to keep "
+                "each prompt's last tokens as lm_eval --model hf does"
+            )
         return [p[-room:] for p in prompts]
 
     @torch.no_grad()
@@ -178,29 +208,44 @@ class ParrotLM(TemplateLM):
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             groups.setdefault(json.dumps(req.args[1], sort_keys=True, default=str), []).append(i)
-        bar = tqdm(total=len(requests), disable=disable_tqdm or not self.progress, desc="generate_until",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(requests),
+            disable=disable_tqdm or not self.progress,
+            desc="generate_until",
+            dynamic_ncols=True,
+        )
         eos = self.tok.decode([self.tok.eos_id], skip_special_tokens=False)
         for members in groups.values():
             kwargs = normalize_gen_kwargs(requests[members[0]].args[1], 256)
             if kwargs.get("do_sample"):
-                raise ConfigError(f"task {requests[members[0]].task_name} samples (do_sample=true); "
-                                  "ds-parrots-eval decodes greedily only")
+                raise ConfigError(
+                    f"task {requests[members[0]].task_name} samples (do_sample=true); "
+                    "ds-parrots-eval decodes greedily only"
+                )
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             budget = int(kwargs.pop("max_gen_toks"))
             prompts = self._prompts([requests[i] for i in members], budget)
-            order = sorted(range(len(members)), key=lambda k: (-len(prompts[k]), requests[members[k]].args[0]))
-            order = order[self.dp_rank::self.dp_world]
+            order = sorted(
+                range(len(members)), key=lambda k: (-len(prompts[k]), requests[members[k]].args[0])
+            )
+            order = order[self.dp_rank :: self.dp_world]
 
-            def stopped(ids: list[int]) -> bool:
+            def stopped(ids: list[int], until=until) -> bool:
                 text = self.tok.decode(ids)
                 return any(s and s in text for s in until)
 
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                generated = greedy_generate(self.model, [prompts[k] for k in chunk], budget, pad_id=0,
-                                            eos_id=self.tok.eos_id, device=self._device, sync_ranks=False,
-                                            should_stop=stopped)
+                chunk = order[start : start + self.batch_size]
+                generated = greedy_generate(
+                    self.model,
+                    [prompts[k] for k in chunk],
+                    budget,
+                    pad_id=0,
+                    eos_id=self.tok.eos_id,
+                    device=self._device,
+                    sync_ranks=False,
+                    should_stop=stopped,
+                )
                 for k, ids in zip(chunk, generated):
                     out[members[k]] = postprocess_generated_text(self.tok.decode(ids), until, None)
                 bar.update(len(chunk) * self.dp_world)

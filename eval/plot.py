@@ -28,7 +28,11 @@ import tyro
 from ds_parrots.errors import ConfigError
 
 CATEGORIES = ("world_knowledge", "commonsense", "math")  # the paper's order; other categories follow
-BENCHMARKS_PNG, CAPACITY_PNG, SHORTEST_PATH_PNG = "benchmarks.png", "phonebook_capacity.png", "shortest_path.png"
+BENCHMARKS_PNG, CAPACITY_PNG, SHORTEST_PATH_PNG = (
+    "benchmarks.png",
+    "phonebook_capacity.png",
+    "shortest_path.png",
+)
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,12 @@ def _field(data, dotted: str, path: Path, what: str):
 
 def _model(entry: dict, path: Path, what: str, prefix: str = "") -> Model:
     """The model of a benchmark file, a run's results.json or a summary entry: they share these fields."""
-    return Model(d_model=int(_field(entry, "model.d_model", path, what)),
-                 num_experts=max(1, int(_field(entry, "model.num_experts", path, what))),
-                 total=int(_field(entry, "params.total", path, what)),
-                 active=int(_field(entry, "params.active", path, what)))
+    return Model(
+        d_model=int(_field(entry, "model.d_model", path, what)),
+        num_experts=max(1, int(_field(entry, "model.num_experts", path, what))),
+        total=int(_field(entry, "params.total", path, what)),
+        active=int(_field(entry, "params.active", path, what)),
+    )
 
 
 def _entries(data: dict, key: str, path: Path, what: str) -> list[tuple[dict, Path]]:
@@ -118,7 +124,9 @@ def read_inputs(files: list[Path]) -> Inputs:
             what = "the benchmark figure"
             categories = _field(data, "categories", path, what)
             if not isinstance(categories, dict) or not categories:
-                raise ConfigError(f"{path}: field 'categories' holds no category averages ({what} needs them)")
+                raise ConfigError(
+                    f"{path}: field 'categories' holds no category averages ({what} needs them)"
+                )
             inputs.benchmarks.append((_model(data, path, what), {k: float(v) for k, v in categories.items()}))
         elif kind == "phonebook_capacity":
             what = "the capacity figure"
@@ -127,12 +135,21 @@ def read_inputs(files: list[Path]) -> Inputs:
             for i, (entry, _) in enumerate(_entries(data, "models", path, what)):
                 bound = _field(entry, "bound", path, what)
                 if bound == "error":  # a crashed probe: the summary's table says which; nothing to draw
-                    print(f"{path}: {entry.get('name', f'model {i}')} has no capacity (a probe failed); "
-                          "left out of the figure")
+                    print(
+                        f"{path}: {entry.get('name', f'model {i}')} has no capacity (a probe failed); "
+                        "left out of the figure"
+                    )
                     continue
                 capacity = _field(entry, "capacity", path, what)
-                inputs.capacities.append(Capacity(_model(entry, path, what), None if capacity is None else
-                                                  int(capacity), bound, smallest, threshold))
+                inputs.capacities.append(
+                    Capacity(
+                        _model(entry, path, what),
+                        None if capacity is None else int(capacity),
+                        bound,
+                        smallest,
+                        threshold,
+                    )
+                )
         elif kind == "shortest_path_accuracy":
             what = "the shortest-path figure"
             for entry, _ in _entries(data, "runs", path, what):
@@ -144,14 +161,18 @@ def read_inputs(files: list[Path]) -> Inputs:
             book = int(_field(data, "task_config.book_size", path, what))
             threshold = float(_field(data, "task_config.pass_threshold", path, what))
             phonebook_runs.setdefault((_model(data, path, what), threshold), []).append(
-                (book, phonebook_passed(data, path)))
+                (book, phonebook_passed(data, path))
+            )
         elif task == "shortest-path":
             what = "the shortest-path figure"
-            inputs.paths.append((_model(data, path, what),
-                                 float(_field(data, "metrics.valid_shortest", path, what))))
+            inputs.paths.append(
+                (_model(data, path, what), float(_field(data, "metrics.valid_shortest", path, what)))
+            )
         else:
-            raise ConfigError(f"{path}: missing field 'kind' (benchmarks, phonebook_capacity or "
-                              "shortest_path_accuracy) or 'task' (phonebook or shortest-path); plot cannot use it")
+            raise ConfigError(
+                f"{path}: missing field 'kind' (benchmarks, phonebook_capacity or "
+                "shortest_path_accuracy) or 'task' (phonebook or shortest-path); plot cannot use it"
+            )
     for (model, threshold), runs in phonebook_runs.items():
         inputs.capacities.append(capacity_from_runs(model, runs, threshold))
     return inputs
@@ -162,8 +183,10 @@ def phonebook_passed(results: dict, path: Path = Path("results.json")) -> bool:
     from ds_parrots.tasks.phonebook import passes
 
     what = "the pass / fail verdict"
-    return passes(float(_field(results, "metrics.exact_match", path, what)),
-                  float(_field(results, "task_config.pass_threshold", path, what)))
+    return passes(
+        float(_field(results, "metrics.exact_match", path, what)),
+        float(_field(results, "task_config.pass_threshold", path, what)),
+    )
 
 
 def capacity_from_runs(model: Model, runs: list[tuple[int, bool]], threshold: float) -> Capacity:
@@ -182,8 +205,15 @@ def _series(items: list, model_of) -> list[tuple[str, list]]:
     dense = sorted((i for i in items if not model_of(i).is_moe), key=lambda i: model_of(i).total)
     series = [("dense", dense)] if dense else []
     for width in sorted({model_of(i).d_model for i in items if model_of(i).is_moe}):
-        series.append((f"MoE d={width}", sorted((i for i in items if model_of(i).is_moe and
-                                                 model_of(i).d_model == width), key=lambda i: model_of(i).num_experts)))
+        series.append(
+            (
+                f"MoE d={width}",
+                sorted(
+                    (i for i in items if model_of(i).is_moe and model_of(i).d_model == width),
+                    key=lambda i: model_of(i).num_experts,
+                ),
+            )
+        )
     return series
 
 
@@ -196,8 +226,13 @@ def _style(index: int, name: str) -> dict:
 def _annotate(ax, model: Model, x: float, y: float) -> None:
     """Each point says what it is (E8 on the MoE lines, d256 on the dense one), since lines join unlike models."""
     # MoE labels below their point, dense above: the paper's comparisons put the two at the same place.
-    ax.annotate(f"E{model.num_experts}" if model.is_moe else f"d{model.d_model}", (x, y), fontsize=7,
-                textcoords="offset points", xytext=(4, -10) if model.is_moe else (4, 4))
+    ax.annotate(
+        f"E{model.num_experts}" if model.is_moe else f"d{model.d_model}",
+        (x, y),
+        fontsize=7,
+        textcoords="offset points",
+        xytext=(4, -10) if model.is_moe else (4, 4),
+    )
 
 
 def _count(value: float, _=None) -> str:
@@ -269,8 +304,14 @@ def capacity_figure(capacities: list[Capacity], out: Path) -> Path:
             ax.plot(xs, ys, label=name, **{**style, "marker": None})
             for c, x, y in zip(items, xs, ys):
                 marker = {"exact": style["marker"], "at_least": "^", "below": "v"}[c.bound]
-                ax.plot([x], [y], marker=marker, color=style["color"], linestyle="none",
-                        markerfacecolor=style["color"] if c.bound == "exact" else "none")
+                ax.plot(
+                    [x],
+                    [y],
+                    marker=marker,
+                    color=style["color"],
+                    linestyle="none",
+                    markerfacecolor=style["color"] if c.bound == "exact" else "none",
+                )
                 _annotate(ax, c.model, x, y)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -285,11 +326,29 @@ def capacity_figure(capacities: list[Capacity], out: Path) -> Path:
         handles, _ = ax.get_legend_handles_labels()
         bounds = {c.bound for c in capacities}
         if "at_least" in bounds:
-            handles.append(Line2D([], [], marker="^", color="gray", markerfacecolor="none", linestyle="none",
-                                  label="passed every book tried (lower bound)"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="^",
+                    color="gray",
+                    markerfacecolor="none",
+                    linestyle="none",
+                    label="passed every book tried (lower bound)",
+                )
+            )
         if "below" in bounds:
-            handles.append(Line2D([], [], marker="v", color="gray", markerfacecolor="none", linestyle="none",
-                                  label="failed the smallest book (upper bound)"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="v",
+                    color="gray",
+                    markerfacecolor="none",
+                    linestyle="none",
+                    label="failed the smallest book (upper bound)",
+                )
+            )
         ax.legend(handles=handles, fontsize=8)
     fig.suptitle("Phone-book capacity: memorization tracks total parameters?")
     return _save(fig, out)
@@ -347,7 +406,9 @@ class PlotArgs:
 
 
 def main(argv: list[str]) -> int:
-    args = tyro.cli(PlotArgs, args=argv, prog="ds-parrots-eval plot", description=inspect.cleandoc(PlotArgs.__doc__))
+    args = tyro.cli(
+        PlotArgs, args=argv, prog="ds-parrots-eval plot", description=inspect.cleandoc(PlotArgs.__doc__)
+    )
     for path in plot_files(args.files, args.out):
         print(f"wrote {path}")
     return 0

@@ -53,8 +53,11 @@ def tokenizer(meta: dict, override: Optional[Path], model_vocab: int, checkpoint
     from ds_parrots_eval.harness.tokenizer import load_tokenizer
 
     tok = load_tokenizer(meta, override, checkpoint)
-    check_model_vocab(model_vocab, tok.vocab_size, tok.source if override or not meta.get("tokenizer")
-                      else meta["tokenizer"])
+    check_model_vocab(
+        model_vocab,
+        tok.vocab_size,
+        tok.source if override or not meta.get("tokenizer") else meta["tokenizer"],
+    )
     return tok
 
 
@@ -69,8 +72,9 @@ def lm_eval_installed() -> None:
     try:
         import lm_eval  # noqa: F401
     except ImportError:
-        raise ConfigError("benchmarks run on lm-evaluation-harness, which is not installed: "
-                          "pip install -e \".[eval]\"") from None
+        raise ConfigError(
+            'benchmarks run on lm-evaluation-harness, which is not installed: pip install -e ".[eval]"'
+        ) from None
 
 
 def _plain(value):
@@ -92,7 +96,9 @@ def write_samples(samples: dict, out: Path) -> Path:
     folder = out.with_suffix(".samples")
     folder.mkdir(parents=True, exist_ok=True)
     for task, rows in samples.items():
-        text = "".join(json.dumps(r, default=handle_non_serializable, ensure_ascii=False) + "\n" for r in rows)
+        text = "".join(
+            json.dumps(r, default=handle_non_serializable, ensure_ascii=False) + "\n" for r in rows
+        )
         write_text_atomic(folder / f"{task}.jsonl", text)
     return folder
 
@@ -111,9 +117,16 @@ def header(checkpoint: Path, meta: dict, kind: str) -> dict:
     from ds_parrots.models.counting import count_params
 
     cfg = model_config(meta, checkpoint)
-    return {"kind": kind, "checkpoint": str(checkpoint), "source": meta.get("source"), "step": meta.get("step"),
-            "params": count_params(cfg).as_dict(), "model": meta["model"], "moe_backend": meta.get("moe_backend"),
-            "task_name": meta.get("task_name")}
+    return {
+        "kind": kind,
+        "checkpoint": str(checkpoint),
+        "source": meta.get("source"),
+        "step": meta.get("step"),
+        "params": count_params(cfg).as_dict(),
+        "model": meta["model"],
+        "moe_backend": meta.get("moe_backend"),
+        "task_name": meta.get("task_name"),
+    }
 
 
 def write(results: dict, out: Path, rank: int) -> None:
@@ -124,5 +137,3 @@ def write(results: dict, out: Path, rank: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(results, indent=2, default=_plain) + "\n")
     print(f"results in {out}")
-
-

@@ -40,3 +40,13 @@ def strip_local_rank(argv: list[str]) -> list[str]:
         elif not a.startswith(("--local_rank=", "--local-rank=")):
             out.append(a)
     return out
+
+
+def parse_with_extras(cls: type, argv: list[str], prog: str):
+    """tyro's parse of `cls` for a command that takes `--extra "--flag v"` (sweep, reproduce), with the
+    dataclass's docstring as its description."""
+    import inspect
+
+    import tyro
+
+    return tyro.cli(cls, args=join_extras(argv), prog=prog, description=inspect.cleandoc(cls.__doc__))

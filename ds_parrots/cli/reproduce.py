@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import tyro
 
+from ds_parrots.cli.argv import parse_with_extras
 from ds_parrots.errors import ConfigError
 from ds_parrots.reproduce.experiments import _header, _phonebook, _points, _shortest_path
 from ds_parrots.reproduce.scales import EXPERIMENTS
@@ -69,14 +69,7 @@ class ReproduceArgs:
 
 
 def parse_args(argv: list[str]) -> ReproduceArgs:
-    from ds_parrots.cli.argv import join_extras  # `--extra "--flag v"` as the sweep takes it
-
-    return tyro.cli(
-        ReproduceArgs,
-        args=join_extras(argv),
-        prog="ds-parrots reproduce",
-        description=inspect.cleandoc(ReproduceArgs.__doc__),
-    )
+    return parse_with_extras(ReproduceArgs, argv, "ds-parrots reproduce")
 
 
 def main(argv: list[str]) -> int:

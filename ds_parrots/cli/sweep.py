@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional
 
 import tyro
 
-from ds_parrots.cli.argv import join_extras
+from ds_parrots.cli.argv import parse_with_extras
 from ds_parrots.errors import ConfigError
 
 
@@ -60,14 +60,7 @@ class SweepArgs:
 
 
 def parse_args(argv: list[str]) -> SweepArgs:
-    import inspect
-
-    return tyro.cli(
-        SweepArgs,
-        args=join_extras(argv),
-        prog="ds-parrots sweep",
-        description=inspect.cleandoc(SweepArgs.__doc__),
-    )
+    return parse_with_extras(SweepArgs, argv, "ds-parrots sweep")
 
 
 def main(argv: list[str]) -> int:

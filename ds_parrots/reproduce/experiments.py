@@ -117,6 +117,18 @@ def _seconds_text(probe) -> str:
     return f"{probe.seconds:.0f} s"
 
 
+def _summary_head(kind: str, experiment: str, metric: str, args: ReproduceArgs, exp: Experiment) -> dict:
+    """The first fields of every experiment's summary.json."""
+    return {
+        "kind": kind,
+        "experiment": experiment,
+        "scale": args.scale,
+        "description": exp.description,
+        "seed": args.seed,
+        "metric": metric,
+    }
+
+
 def _phonebook(args: ReproduceArgs, exp: Experiment, epochs: float, root: Path, runs: dict) -> int:
     from ds_parrots.reproduce.probes import run_probe
     from ds_parrots.reproduce.report import known_seconds, probe_entry, write_summary
@@ -124,12 +136,7 @@ def _phonebook(args: ReproduceArgs, exp: Experiment, epochs: float, root: Path, 
 
     start, seconds_before = time.monotonic(), known_seconds(root)
     summary = {
-        "kind": "phonebook_capacity",
-        "experiment": "phonebook",
-        "scale": args.scale,
-        "description": exp.description,
-        "seed": args.seed,
-        "metric": "exact_match",
+        **_summary_head("phonebook_capacity", "phonebook", "exact_match", args, exp),
         "pass_threshold": _config(next(iter(runs.values()))).task.pass_threshold,
         "ladder": list(exp.ladder),
         "epochs": epochs,
@@ -203,12 +210,7 @@ def _shortest_path(args: ReproduceArgs, exp: Experiment, epochs: float, root: Pa
 
     start, seconds_before = time.monotonic(), known_seconds(root)
     summary = {
-        "kind": "shortest_path_accuracy",
-        "experiment": "shortest-path",
-        "scale": args.scale,
-        "description": exp.description,
-        "seed": args.seed,
-        "metric": "valid_shortest",
+        **_summary_head("shortest_path_accuracy", "shortest-path", "valid_shortest", args, exp),
         "epochs": epochs,
         "num_train": exp.num_train,
         "global_batch": exp.global_batch,

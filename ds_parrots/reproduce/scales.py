@@ -112,64 +112,41 @@ _CPU = (
     "0.05",
 )
 
+# A table, one experiment per entry, laid out by hand.
+# fmt: off
 EXPERIMENTS: dict[tuple[str, str], Experiment] = {
     ("phonebook", "paper"): Experiment(
         "the paper's phone-book grid: synthetic-d{256,512,1024}-{dense,e8,e16,e32,e64} (L=12, top-2) x books "
         "1e5 .. 3e6, AdamW lr 1e-3, 20% warmup (paper); global batch 512 and 100 epochs per book (ours)",
-        models=_paper_models(),
-        ladder=BOOK_SIZES,
-        epochs=100,
-        global_batch=512,
-        train_args=(),
-    ),
+        models=_paper_models(), ladder=BOOK_SIZES, epochs=100, global_batch=512, train_args=()),
     # Same active parameters: d32 dense -> 4, 8, 16 experts (top-2); same total: d48 dense ~ d32-e4,
     # d64 dense ~ d32-e8 (the paper's two comparisons).
     ("phonebook", "tiny"): Experiment(
         "a miniature on one CPU: dense widths 32/48/64 and width-32 MoEs with 4/8/16 experts (L=2, top-2), "
         "books 64 .. 2048, 200 epochs per book (at least 2,000 steps), global batch 100",
         models=(_small(32, 1), _small(48, 1), _small(64, 1), _small(32, 4), _small(32, 8), _small(32, 16)),
-        ladder=(64, 128, 256, 512, 1024, 2048),
-        epochs=200,
-        global_batch=100,
-        min_steps=2000,
-        train_args=_CPU,
-    ),
+        ladder=(64, 128, 256, 512, 1024, 2048), epochs=200, global_batch=100, min_steps=2000, train_args=_CPU),
     ("phonebook", "smoke"): Experiment(
         "a seconds-long check of the machinery: a width-16 dense model and MoE, books 20 / 40 / 80, 2 epochs",
-        models=(_small(16, 1, layers=1), _small(16, 4, layers=1)),
-        ladder=(20, 40, 80),
-        epochs=2,
-        global_batch=20,
-        train_args=_CPU + ("--task.num-queries", "20"),
-    ),
+        models=(_small(16, 1, layers=1), _small(16, 4, layers=1)), ladder=(20, 40, 80), epochs=2, global_batch=20,
+        train_args=_CPU + ("--task.num-queries", "20")),
     ("shortest-path", "paper"): Experiment(
         "the paper's shortest-path grid: synthetic-d{256,512,1024}-{dense,e8,e16,e32,e64} (L=12, top-2), G(50, "
         "0.06) graphs, 1e6 training / 1e3 test examples (paper); global batch 512 and 20 epochs (ours)",
-        models=_paper_models(),
-        epochs=20,
-        global_batch=512,
-        num_train=1_000_000,
-        train_args=(),
-    ),
+        models=_paper_models(), epochs=20, global_batch=512, num_train=1_000_000, train_args=()),
     ("shortest-path", "tiny"): Experiment(
         "a miniature on one CPU: widths 32/64/128, dense and 8 experts (L=2, top-2), G(12, 0.2) graphs, "
         "20,000 training / 200 test examples, 8 epochs, global batch 100",
         # Not yet a valid miniature (bench/RESULTS.md): at 1,600 steps only the dense d64 left the loss plateau
         # (~0.85 nats, 24-29% valid paths; 28% of the test queries are one edge) and reached 61%; the other
         # five, d128 included, were still on it. It needs more steps (or a per-width learning rate).
-        models=tuple(_small(d, e) for d in (32, 64, 128) for e in (1, 8)),
-        epochs=8,
-        global_batch=100,
-        num_train=20_000,
-        train_args=_CPU + ("--task.n-nodes", "12", "--task.edge-prob", "0.2", "--task.num-test", "200"),
-    ),
+        models=tuple(_small(d, e) for d in (32, 64, 128) for e in (1, 8)), epochs=8, global_batch=100,
+        num_train=20_000, train_args=_CPU + ("--task.n-nodes", "12", "--task.edge-prob", "0.2", "--task.num-test",
+                                             "200")),
     ("shortest-path", "smoke"): Experiment(
         "a seconds-long check of the machinery: width 16 dense and 4 experts, G(8, 0.3) graphs, 200 examples, "
         "1 epoch",
-        models=(_small(16, 1, layers=1), _small(16, 4, layers=1)),
-        epochs=1,
-        global_batch=20,
-        num_train=200,
-        train_args=_CPU + ("--task.n-nodes", "8", "--task.edge-prob", "0.3", "--task.num-test", "10"),
-    ),
+        models=(_small(16, 1, layers=1), _small(16, 4, layers=1)), epochs=1, global_batch=20, num_train=200,
+        train_args=_CPU + ("--task.n-nodes", "8", "--task.edge-prob", "0.3", "--task.num-test", "10")),
 }
+# fmt: on

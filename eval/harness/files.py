@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ds_parrots.errors import ConfigError
 
@@ -24,13 +25,17 @@ def find_split(bench_dir: Path, dirs: Sequence[str], split: str, name: str) -> P
     """The first existing file for `split`; a one-line error naming every path tried when there is none."""
     bench_dir = Path(bench_dir)
     if not bench_dir.is_dir():
-        raise ConfigError(f"benchmark directory '{bench_dir}' does not exist; it should hold one folder per "
-                          f"benchmark, e.g. {bench_dir / name / (split + '.parquet')}")
+        raise ConfigError(
+            f"benchmark directory '{bench_dir}' does not exist; it should hold one folder per "
+            f"benchmark, e.g. {bench_dir / name / (split + '.parquet')}"
+        )
     paths = [bench_dir / d / f"{split}.{ext}" for d in dirs for ext in FORMATS]
     for path in paths:
         if path.is_file():
             return path
-    raise ConfigError(f"no '{split}' split for benchmark '{name}': expected one of " + ", ".join(map(str, paths)))
+    raise ConfigError(
+        f"no '{split}' split for benchmark '{name}': expected one of " + ", ".join(map(str, paths))
+    )
 
 
 def has_split(bench_dir: Path, dirs: Sequence[str], split: str) -> bool:
@@ -63,7 +68,8 @@ def _kind_ok(kind: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == "int":  # HellaSwag's label "2" and WinoGrande's answer "1" are digit strings
         return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, str) and value.strip().lstrip("-").isdigit())
+            isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        )
     if kind == "number":
         try:
             return not isinstance(value, bool) and math.isfinite(float(value))
@@ -76,8 +82,14 @@ def _kind_ok(kind: str, value: Any) -> bool:
     return True
 
 
-WANTED = {"str": "a string", "int": "an integer", "number": "a number", "list": "a non-empty list",
-          "struct": "an object", "any": "a value"}
+WANTED = {
+    "str": "a string",
+    "int": "an integer",
+    "number": "a number",
+    "list": "a non-empty list",
+    "struct": "an object",
+    "any": "a value",
+}
 
 
 def check_rows(path: Path, fields: dict[str, str], what: str) -> int:
@@ -90,9 +102,12 @@ def check_rows(path: Path, fields: dict[str, str], what: str) -> int:
             raise ConfigError(f"{path} row {number}: expected a JSON object, got {type(row).__name__}")
         for field, kind in fields.items():
             if row.get(field) is None:
-                raise ConfigError(f"{path} row {number}: missing field '{field}' ({what} rows need "
-                                  f"{', '.join(fields)})")
+                raise ConfigError(
+                    f"{path} row {number}: missing field '{field}' ({what} rows need {', '.join(fields)})"
+                )
             if not _kind_ok(kind, row[field]):
-                raise ConfigError(f"{path} row {number}: field '{field}' should be {WANTED[kind]}, got "
-                                  f"{type(row[field]).__name__} {row[field]!r:.60}")
+                raise ConfigError(
+                    f"{path} row {number}: field '{field}' should be {WANTED[kind]}, got "
+                    f"{type(row[field]).__name__} {row[field]!r:.60}"
+                )
     return len(rows)

@@ -50,8 +50,13 @@ def quiet(enabled: bool):
         datasets.enable_progress_bars()
 
 
-def evaluate_tasks(lm, tasks: list[TaskFile], limit: Optional[int] = None, log_samples: bool = False,
-                   bootstrap_iters: int = 100000) -> Optional[dict]:
+def evaluate_tasks(
+    lm,
+    tasks: list[TaskFile],
+    limit: Optional[int] = None,
+    log_samples: bool = False,
+    bootstrap_iters: int = 100000,
+) -> Optional[dict]:
     """lm_eval.simple_evaluate on the generated tasks; lm-eval's result dict (on every rank:
     ParrotLM shards requests, not documents, so lm-eval runs whole on each)."""
     if limit is not None and limit < 1:
@@ -60,12 +65,21 @@ def evaluate_tasks(lm, tasks: list[TaskFile], limit: Optional[int] = None, log_s
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    with tempfile.TemporaryDirectory(prefix="ds-parrots-tasks-") as folder, \
-            quiet(not getattr(lm, "progress", True)):
+    with (
+        tempfile.TemporaryDirectory(prefix="ds-parrots-tasks-") as folder,
+        quiet(not getattr(lm, "progress", True)),
+    ):
         write(tasks, Path(folder))
         manager = TaskManager(include_path=folder, include_defaults=False)
-        return simple_evaluate(model=lm, tasks=[t.task for t in tasks], task_manager=manager, limit=limit,
-                               log_samples=log_samples, bootstrap_iters=bootstrap_iters, **SEEDS)
+        return simple_evaluate(
+            model=lm,
+            tasks=[t.task for t in tasks],
+            task_manager=manager,
+            limit=limit,
+            log_samples=log_samples,
+            bootstrap_iters=bootstrap_iters,
+            **SEEDS,
+        )
 
 
 def _score(results: dict, tasks: list[TaskFile], metric: str) -> tuple[float, dict, int]:
@@ -76,11 +90,15 @@ def _score(results: dict, tasks: list[TaskFile], metric: str) -> tuple[float, di
     metrics: dict = {}
     for t in tasks:
         for key, value in results["results"][t.task].items():
-            if "," in key and "_stderr" not in key and isinstance(value, (int, float)):  # 'metric,filter' keys
+            if (
+                "," in key and "_stderr" not in key and isinstance(value, (int, float))
+            ):  # 'metric,filter' keys
                 metrics[key] = metrics.get(key, 0.0) + value * n[t.task] / max(total, 1)
     if metric not in metrics:
-        raise ConfigError(f"lm-eval reported no '{metric}' for {tasks[0].benchmark}; it reported "
-                          f"{', '.join(sorted(metrics))}")
+        raise ConfigError(
+            f"lm-eval reported no '{metric}' for {tasks[0].benchmark}; it reported "
+            f"{', '.join(sorted(metrics))}"
+        )
     return float(metrics[metric]), {k: float(v) for k, v in metrics.items()}, total
 
 
@@ -91,15 +109,32 @@ def shape(results: dict, tasks: list[TaskFile]) -> dict:
     for name in dict.fromkeys(t.benchmark for t in tasks):
         bench, mine = get(name), [t for t in tasks if t.benchmark == name]
         score, metrics, n = _score(results, mine, bench.metric)
-        report["tasks"][name] = {"category": bench.category, "metric": bench.metric, "score": score,
-                                 "metrics": metrics, "n": n, "few_shot": mine[0].few_shot,
-                                 "split": mine[0].eval_split, "lm_eval_tasks": [t.task for t in mine]}
+        report["tasks"][name] = {
+            "category": bench.category,
+            "metric": bench.metric,
+            "score": score,
+            "metrics": metrics,
+            "n": n,
+            "few_shot": mine[0].few_shot,
+            "split": mine[0].eval_split,
+            "lm_eval_tasks": [t.task for t in mine],
+        }
     for category in CATEGORIES:
         scores = [t["score"] for t in report["tasks"].values() if t["category"] == category]
         if scores:
             report["categories"][category] = sum(scores) / len(scores)
-    keep = ("results", "configs", "versions", "n-shot", "n-samples", "higher_is_better", "config", "git_hash",
-            "date", "total_evaluation_time_seconds")
+    keep = (
+        "results",
+        "configs",
+        "versions",
+        "n-shot",
+        "n-samples",
+        "higher_is_better",
+        "config",
+        "git_hash",
+        "date",
+        "total_evaluation_time_seconds",
+    )
     report["lm_eval"] = {k: results[k] for k in keep if k in results}
     import lm_eval
 
@@ -108,9 +143,15 @@ def shape(results: dict, tasks: list[TaskFile]) -> dict:
     return report
 
 
-def run_benchmarks(lm, names: list[str], bench_dir: Path, few_shot: Optional[dict[str, int]] = None,
-                   limit: Optional[int] = None, log_samples: bool = False, bootstrap_iters: int = 100000
-                   ) -> tuple[Optional[dict], Optional[dict]]:
+def run_benchmarks(
+    lm,
+    names: list[str],
+    bench_dir: Path,
+    few_shot: Optional[dict[str, int]] = None,
+    limit: Optional[int] = None,
+    log_samples: bool = False,
+    bootstrap_iters: int = 100000,
+) -> tuple[Optional[dict], Optional[dict]]:
     """(our report, lm-eval's per-document samples or None), on every rank (rank 0 writes them)."""
     names = expand(names)
     tasks = plan(names, Path(bench_dir), few_shot_counts(names, few_shot))

@@ -54,8 +54,9 @@ def from_sentencepiece(path: Path) -> HarnessTokenizer:
         body = json.dumps(sentencepiece_json(path), ensure_ascii=False)
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None
-    return _from_json(body, sp.eos_id if sp.eos_id >= 0 else None, sp.bos_id if sp.bos_id >= 0 else None,
-                      str(path))
+    return _from_json(
+        body, sp.eos_id if sp.eos_id >= 0 else None, sp.bos_id if sp.bos_id >= 0 else None, str(path)
+    )
 
 
 def from_hf_folder(folder: Path) -> HarnessTokenizer:
@@ -63,7 +64,9 @@ def from_hf_folder(folder: Path) -> HarnessTokenizer:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
     body = (folder / "tokenizer.json").read_text(encoding="utf-8")
-    return _from_json(body, config.get("eos_token_id"), config.get("bos_token_id"), str(folder / "tokenizer.json"))
+    return _from_json(
+        body, config.get("eos_token_id"), config.get("bos_token_id"), str(folder / "tokenizer.json")
+    )
 
 
 def load_tokenizer(meta: dict, override: Optional[Path], checkpoint: Path) -> HarnessTokenizer:
@@ -74,11 +77,15 @@ def load_tokenizer(meta: dict, override: Optional[Path], checkpoint: Path) -> Ha
             return from_hf_folder(candidate)
     path = override or meta.get("tokenizer")
     if path is None:
-        raise ConfigError(f"{checkpoint} records no tokenizer (it was trained without --data.tokenizer); pass "
-                          "--tokenizer PATH.model, the sentencepiece model its token files were prepared with")
+        raise ConfigError(
+            f"{checkpoint} records no tokenizer (it was trained without --data.tokenizer); pass "
+            "--tokenizer PATH.model, the sentencepiece model its token files were prepared with"
+        )
     if not Path(path).is_file():
         if override is None:
-            raise ConfigError(f"{checkpoint} was trained with tokenizer {path}, which is not there any more; "
-                              "pass --tokenizer with its new location")
+            raise ConfigError(
+                f"{checkpoint} was trained with tokenizer {path}, which is not there any more; "
+                "pass --tokenizer with its new location"
+            )
         raise ConfigError(f"--tokenizer {path}: no such file")
     return from_sentencepiece(Path(path))

@@ -37,9 +37,15 @@ def cwq_targets(doc: dict) -> list[str]:
 # MATH: the public schema (hendrycks/competition_math) keeps all seven subjects in one file, with the subject
 # in `type`; lm-eval's subject tasks read EleutherAI/hendrycks_math's per-subject configs. The generated
 # tasks keep lm-eval's own process_docs and run it on the rows of their subject.
-SUBJECTS = {"algebra": "Algebra", "counting_and_prob": "Counting & Probability", "geometry": "Geometry",
-            "intermediate_algebra": "Intermediate Algebra", "num_theory": "Number Theory",
-            "prealgebra": "Prealgebra", "precalc": "Precalculus"}
+SUBJECTS = {
+    "algebra": "Algebra",
+    "counting_and_prob": "Counting & Probability",
+    "geometry": "Geometry",
+    "intermediate_algebra": "Intermediate Algebra",
+    "num_theory": "Number Theory",
+    "prealgebra": "Prealgebra",
+    "precalc": "Precalculus",
+}
 
 
 def _lm_eval_process_docs(family: str):
