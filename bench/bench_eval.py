@@ -72,7 +72,9 @@ def main() -> None:
     print(f"{docs} documents ({', '.join(TASKS)}; {args.shots}-shot, {args.kind}, batch {args.batch_size})")
     print(f"ds-parrots-eval (ParrotLM): {t_ours:.1f} s, {docs / t_ours:.1f} docs/s")
     print(f"lm_eval --model hf (HFLM):  {t_theirs:.1f} s, {docs / t_theirs:.1f} docs/s")
-    print(f"ratio (ours / lm-eval's throughput): {t_theirs / t_ours:.2f}x; load average after: {os.getloadavg()}")
+    print(
+        f"ratio (ours / lm-eval's throughput): {t_theirs / t_ours:.2f}x; load average after: {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

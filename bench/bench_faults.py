@@ -7,7 +7,7 @@ through DS_PARROTS_FAULT (ds_parrots/faults.py), then resumes it with --train.re
 baseline is the same run uninterrupted, measured in this invocation. Per scenario:
 
 - detect: seconds from the fault (the injected process prints a line) until every process of the launch exited;
-- lost: steps trained after the last complete checkpoint, to be redone;
+- lost: steps trained after the checkpoint the resume continued from (the newest that verifies), to be redone;
 - resume: seconds from the relaunch to its first finished step (start-up + checkpoint load + one step);
 - total / clean: wall time of the faulty launch plus its resumes, as a ratio to the uninterrupted run;
 - exact: whether the resumed losses equal the uninterrupted run's bit for bit.
@@ -90,12 +90,23 @@ def launch(args: list[str], nproc: int, fault: str = "") -> Launch:
     return Launch(p.returncode, time.monotonic() - start, fault_at, first_step_at, "".join(lines))
 
 
+CORRUPTED = "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+
+
+def flip_bytes(path: Path, n: int = 16) -> None:
+    """Invert `n` bytes in the middle of a file, as a bad disk or a broken copy would."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + n] = bytes(b ^ 0xFF for b in data[middle : middle + n])
+    path.write_bytes(bytes(data))
+
+
 def history(run_dir: Path) -> list[dict]:
     return json.loads((run_dir / "results.json").read_text())["loss_history"]
 
 
 def main(a: Args) -> None:
-    from ds_parrots.training.checkpoint import latest_tag
+    from ds_parrots.training.checkpoint import latest_path
 
     root = Path(a.out_dir or tempfile.mkdtemp(prefix="bench_faults_"))
     common = [
@@ -135,7 +146,13 @@ def main(a: Args) -> None:
         f"rank 1 SIGKILLed while saving step {second}": f"sigkill_in_save@{second}:1",
         f"rank 1 hangs at step {mid}": f"hang@{mid}:1",
         f"NaN loss at step {mid}, --train.on-nonfinite stop": f"nan@{mid}",
+        # The newest checkpoint fails verification (16 flipped bytes in rank 1's optimizer file): the resume
+        # falls back to the one before it.
+        f"checkpoint {second} corrupted, rank 1 SIGKILLed at step {second + a.save_every // 2}": (
+            f"sigkill@{second + a.save_every // 2}:1"
+        ),
     }
+    corrupt = {f"sigkill@{second + a.save_every // 2}:1": second}
     print(
         f"uninterrupted baseline ({a.nproc} ranks, {a.steps} steps, checkpoint every {a.save_every}) ...",
         flush=True,
@@ -149,8 +166,10 @@ def main(a: Args) -> None:
         print(f"{name} ...", flush=True)
         run = common + ["--train.run-name", f"fault{i}"]
         faulty = launch(run, a.nproc, fault)
-        tag = latest_tag(root / f"fault{i}")
-        saved = int(tag[len("step") :]) if tag else 0
+        if fault in corrupt:
+            flip_bytes(root / f"fault{i}" / "checkpoints" / f"step{corrupt[fault]:08d}" / CORRUPTED)
+        tag = latest_path(root / f"fault{i}")
+        saved = int(Path(tag).name[len("step") :]) if tag else 0
         fault_step = int(fault.split("@")[1].split(":")[0])
         resumed = launch(run + ["--train.resume"], a.nproc)
         if resumed.rc != 0:

@@ -21,36 +21,67 @@ def _w(i: int, k: int = 0) -> str:
 
 def arc(i):
     texts = [f"the {_w(i, k)} of {_w(i, k + 1)}" for k in range(4)]
-    return {"id": f"q{i}", "question": f"Which {_w(i)} is the {_w(i, 2)} in the book {i}?",
-            "choices": {"text": texts, "label": list("ABCD")}, "answerKey": "ABCD"[i % 4]}
+    return {
+        "id": f"q{i}",
+        "question": f"Which {_w(i)} is the {_w(i, 2)} in the book {i}?",
+        "choices": {"text": texts, "label": list("ABCD")},
+        "answerKey": "ABCD"[i % 4],
+    }
 
 
 def hellaswag(i):
     # [tags] as in the WikiHow part: lm-eval's preprocess strips them (and before stripping the text).
-    return {"ind": i, "activity_label": "Making a phone book", "ctx_a": f"A man [header] writes {_w(i)} names {i}.",
-            "ctx_b": "then he", "ctx": "", "endings": [f" reads the {_w(i, 1)} [title] slowly.",
-                                                       f"draws a {_w(i, 2)} path.", f"[step] calls the {_w(i, 3)}.",
-                                                       "sleeps. "],
-            "label": str(i % 4), "source_id": "x", "split": "val", "split_type": "indomain"}
+    return {
+        "ind": i,
+        "activity_label": "Making a phone book",
+        "ctx_a": f"A man [header] writes {_w(i)} names {i}.",
+        "ctx_b": "then he",
+        "ctx": "",
+        "endings": [
+            f" reads the {_w(i, 1)} [title] slowly.",
+            f"draws a {_w(i, 2)} path.",
+            f"[step] calls the {_w(i, 3)}.",
+            "sleeps. ",
+        ],
+        "label": str(i % 4),
+        "source_id": "x",
+        "split": "val",
+        "split_type": "indomain",
+    }
 
 
 def piqa(i):
-    return {"goal": f"How do I open a {_w(i)} jar {i}?", "sol1": f"twist the {_w(i, 1)} lid",
-            "sol2": f"eat the {_w(i, 2)} lid", "label": i % 2}
+    return {
+        "goal": f"How do I open a {_w(i)} jar {i}?",
+        "sol1": f"twist the {_w(i, 1)} lid",
+        "sol2": f"eat the {_w(i, 2)} lid",
+        "label": i % 2,
+    }
 
 
 def winogrande(i):
-    return {"sentence": f"The parrot chased the {_w(i)} because _ was hungry on day {i}.", "option1": "parrot",
-            "option2": _w(i), "answer": "12"[i % 2]}
+    return {
+        "sentence": f"The parrot chased the {_w(i)} because _ was hungry on day {i}.",
+        "option1": "parrot",
+        "option2": _w(i),
+        "answer": "12"[i % 2],
+    }
 
 
 def gsm8k(i):
-    return {"question": f"A parrot has {i + 2} books and buys {i} more. How many books now?",
-            "answer": f"It has {i + 2} + {i} = {2 * i + 2} books.\n#### {2 * i + 2}"}
+    return {
+        "question": f"A parrot has {i + 2} books and buys {i} more. How many books now?",
+        "answer": f"It has {i + 2} + {i} = {2 * i + 2} books.\n#### {2 * i + 2}",
+    }
 
 
-ROWS = {"arc_easy": (arc, "test"), "hellaswag": (hellaswag, "validation"), "piqa": (piqa, "validation"),
-        "winogrande": (winogrande, "validation"), "gsm8k": (gsm8k, "test")}
+ROWS = {
+    "arc_easy": (arc, "test"),
+    "hellaswag": (hellaswag, "validation"),
+    "piqa": (piqa, "validation"),
+    "winogrande": (winogrande, "validation"),
+    "gsm8k": (gsm8k, "test"),
+}
 
 
 def write_bench(bench_dir: Path, n: int = 8) -> Path:

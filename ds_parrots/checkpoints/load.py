@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -15,6 +16,7 @@ from ds_parrots.checkpoints.tensors import check_against_model, load_tensors, mo
 from ds_parrots.config import ModelConfig
 from ds_parrots.errors import ConfigError, UserError
 from ds_parrots.parallel.checkpoint_format import read_checkpoint
+from ds_parrots.training import checkpoint_manifest as manifest
 from ds_parrots.training.checkpoint import is_complete, resume_tag, tags
 
 FORMAT = "ds_parrots.consolidated"
@@ -28,7 +30,33 @@ def sidecar_path(weights: Path) -> Path:
 
 
 def resolve(path: Path) -> tuple[Path, Path]:
-    """(checkpoint tag directory, run directory) for a run dir, its checkpoints/ dir, or one tag dir."""
+    """(checkpoint tag directory, run directory) for a run dir, its checkpoints/ dir, or one tag dir, whose
+    files are all there at the sizes its completion marker records (a stat each: cheap, before launch)."""
+    tag_dir, run_dir = _resolve(path)
+    problem = manifest.check_files(tag_dir)
+    if problem:
+        raise ConfigError(manifest.unverified_message(tag_dir, problem, _older_verified(tag_dir)))
+    return tag_dir, run_dir
+
+
+def _older_verified(tag_dir: Path) -> Optional[str]:
+    """The newest checkpoint of the run older than `tag_dir` that verifies in full, for the message."""
+    from ds_parrots.training.checkpoint import newest_verified
+
+    older = newest_verified(tag_dir.parent, exclude=tag_dir.name)
+    return older if older and older < tag_dir.name else None
+
+
+def verified(tag_dir: Path) -> Path:
+    """`tag_dir`, once every file of it matches the checksum recorded when it was saved (read in full);
+    otherwise a ConfigError naming the file and the older checkpoint of the run that does verify."""
+    problem = manifest.verify(tag_dir)
+    if problem:
+        raise ConfigError(manifest.unverified_message(tag_dir, problem, _older_verified(tag_dir)))
+    return tag_dir
+
+
+def _resolve(path: Path) -> tuple[Path, Path]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such checkpoint, run directory or file")
@@ -148,7 +176,7 @@ def consolidated_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         tag_dir, run_dir = resolve(path)
         meta = run_metadata(run_dir, tag_dir)
         cfg = model_config(meta, run_dir / "config.json")
-        state = read_checkpoint(tag_dir, cfg, int(meta.get("ep_size") or 1))
+        state = read_checkpoint(verified(tag_dir), cfg, int(meta.get("ep_size") or 1))
     cfg = model_config(meta, path)
     check_against_model(state, model_shapes(cfg), path)
     return state, meta

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+from ds_parrots.config.checks import number
 from ds_parrots.errors import ConfigError
 
 
@@ -58,6 +59,9 @@ class ModelConfig:
         ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--model.{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
+        number("--model.rope-theta", self.rope_theta, 0, low_open=True)
+        number("--model.norm-eps", self.norm_eps, 0, low_open=True)
+        number("--model.init-std", self.init_std, 0, low_open=True)
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"--model.d-model={self.d_model} is not divisible by --model.n-heads={self.n_heads}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from ds_parrots.config.checks import at_least, number
 from ds_parrots.errors import ConfigError
 
 
@@ -40,9 +41,11 @@ class MoEConfig:
     def __post_init__(self) -> None:
         if self.ep_size < 1:
             raise ConfigError(f"--moe.ep-size={self.ep_size} must be >= 1")
-        if self.aux_loss_coef < 0 or self.z_loss_coef < 0:
-            raise ConfigError("--moe.aux-loss-coef and --moe.z-loss-coef must be >= 0")
-        if self.capacity_factor is not None and self.capacity_factor <= 0:
-            raise ConfigError(
-                f"--moe.capacity-factor={self.capacity_factor} must be > 0 (or omitted: dropless)"
-            )
+        number("--moe.aux-loss-coef", self.aux_loss_coef, 0)
+        number("--moe.z-loss-coef", self.z_loss_coef, 0)
+        for flag, value in (
+            ("--moe.capacity-factor", self.capacity_factor),
+            ("--moe.eval-capacity-factor", self.eval_capacity_factor),
+        ):
+            number(flag, value, 0, low_open=True, hint=" (or omitted: dropless)")
+        at_least("--moe.min-capacity", self.min_capacity, 0)

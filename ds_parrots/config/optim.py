@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ds_parrots.errors import ConfigError
+from ds_parrots.config.checks import number
 
 
 @dataclass
@@ -29,7 +29,13 @@ class OptimConfig:
     """Clip the global gradient norm to this value; 0 disables clipping (ours)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.warmup_frac <= 1.0:
-            raise ConfigError(f"--optim.warmup-frac={self.warmup_frac} must be in [0, 1]")
-        if self.lr <= 0:
-            raise ConfigError(f"--optim.lr={self.lr} must be > 0")
+        # torch's AdamW refuses some of these only once the run has started, and takes the others (a negative
+        # decay, an infinite learning rate) and trains on them.
+        number("--optim.lr", self.lr, 0, low_open=True)
+        number("--optim.weight-decay", self.weight_decay, 0)
+        number("--optim.beta1", self.beta1, 0, 1, high_open=True)
+        number("--optim.beta2", self.beta2, 0, 1, high_open=True)
+        number("--optim.eps", self.eps, 0, low_open=True)
+        number("--optim.warmup-frac", self.warmup_frac, 0, 1)
+        number("--optim.final-lr-frac", self.final_lr_frac, 0, 1)
+        number("--optim.grad-clip", self.grad_clip, 0, hint=" (0 disables clipping)")

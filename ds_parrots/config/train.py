@@ -8,9 +8,15 @@ concern takes that section (a CheckpointConfig is all the checkpoint code reads)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
+from ds_parrots.config.checks import at_least, number, path_component, path_components
 from ds_parrots.errors import ConfigError
+
+SEED_MAX = 2**64 - 1  # torch.manual_seed's limit; numpy's SeedSequence refuses negative seeds
+# A collective timeout past this overflows the nanosecond clocks it ends up in (about 292 years).
+TIMEOUT_MAX = 1e9
 
 
 def _at_least_one(cfg, name: str) -> None:
@@ -46,6 +52,8 @@ class LoopConfig(_Section):
     def __post_init__(self) -> None:
         for name in ("steps", "global_batch", "micro_batch"):
             _at_least_one(self, name)
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"--train.seed={self.seed} must be in [0, 2**64 - 1]")
         super().__post_init__()
 
 
@@ -76,8 +84,14 @@ class ParallelConfig(_Section):
     variables, GLIBC_TUNABLES or a preloaded jemalloc/tcmalloc/mimalloc are left to rule."""
 
     def __post_init__(self) -> None:
-        if not self.collective_timeout > 0:
-            raise ConfigError(f"--train.collective-timeout={self.collective_timeout} must be > 0 seconds")
+        number(
+            "--train.collective-timeout",
+            self.collective_timeout,
+            0,
+            TIMEOUT_MAX,
+            low_open=True,
+            hint=" seconds",
+        )
         super().__post_init__()
 
 
@@ -95,20 +109,59 @@ class CheckpointConfig(_Section):
     init_from: Optional[str] = None
     """Continue a run at another world size, expert-parallel size, ZeRO stage or MoE backend: a consolidated
     .safetensors (ds-parrots consolidate) or a run / checkpoint directory (consolidated on the fly). Training
-    goes on from its step (same learning-rate schedule and data position) in a new run directory, with the
-    optimizer state reset (AdamW moments restart from zero). The model flags must match the checkpoint's."""
+    goes on from its step (same learning-rate schedule and data position) in a new run directory, with AdamW's
+    moments and step count restored from a ZeRO 1-3 checkpoint (see --train.init-optimizer). The model flags
+    must match the checkpoint's."""
+    init_optimizer: Literal["restore", "reset"] = "restore"
+    """With --train.init-from: restore AdamW's state from the checkpoint's optimizer partitions, so the first
+    step matches the uninterrupted run's, or reset it (moments restart from zero). A consolidated file, a
+    Hugging Face folder or a ZeRO-0 checkpoint holds none: it is then reset, and the log says so."""
     save_every: int = 0
     """Save a checkpoint every N steps (and at the end). 0: only at the end."""
     keep_last: int = 0
     """Keep only the newest N complete checkpoints, deleting older ones after each save (0: keep all). The newest
     complete checkpoint is never deleted, and a new one counts only once all of its files are on disk."""
+    save_every_minutes: float = 30.0
+    """Also save a checkpoint at the first step boundary after this many minutes of wall time since the last
+    save (or the start), so that a job killed without warning loses at most about that much work. Rank 0's
+    clock decides and every rank follows. 0: only --train.save-every and the end."""
+    preempt_signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")
+    """Signals that mean "stop soon" (what SLURM sends before preemption or the time limit): on any of them every
+    rank finishes its current step, a checkpoint of that step is saved, and the run exits with code 75
+    (EX_TEMPFAIL: resume with --train.resume). Empty: no such handling."""
 
     def __post_init__(self) -> None:
-        if self.save_every < 0:
-            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        import signal
+
+        for name in self.preempt_signals:
+            if name not in signal.Signals.__members__ or name in ("SIGKILL", "SIGSTOP"):
+                raise ConfigError(
+                    f"--train.preempt-signals: {name!r} is not a signal a process can catch; use "
+                    "names such as SIGTERM SIGUSR1 SIGUSR2 SIGINT"
+                )
+        if not (self.save_every_minutes >= 0 and self.save_every_minutes < float("inf")):
+            raise ConfigError(
+                f"--train.save-every-minutes={self.save_every_minutes} must be a finite number >= 0 (0: off)"
+            )
+        at_least("--train.save-every", self.save_every, 0)
         if self.keep_last < 0:
             raise ConfigError(f"--train.keep-last={self.keep_last} must be >= 0 (0 keeps every checkpoint)")
+        if self.run_name is not None:
+            path_component("--train.run-name", self.run_name, "one directory name under --train.out-dir")
+        path_components("--train.out-dir", self.out_dir)
         super().__post_init__()
+
+    def run_dir(self, default_name: str) -> Path:
+        """The run directory: --train.run-name (or `default_name`, which the recipe derives) under --train.out-dir.
+        A derived name is checked like a given one: a mixture's own "name" field goes into it."""
+        if self.run_name is None:
+            path_component(
+                "the derived run name",
+                default_name,
+                "one directory name under --train.out-dir",
+                "pass --train.run-name",
+            )
+        return Path(self.out_dir) / (self.run_name or default_name)
 
 
 @dataclass
@@ -118,7 +171,9 @@ class LoggingConfig(_Section):
     log_every: int = 10
     """Log scalars to TensorBoard and the console every N steps."""
     progress: bool = True
-    """Show a progress bar on rank 0."""
+    """Show a progress bar on rank 0 when stderr is a terminal. Without it (--train.no-progress, or output to a
+    file or pipe, as in a cluster job's log) rank 0 prints one plain line every --train.log-every steps: step,
+    loss, aux / z-loss, lr, gradient norm, tokens/s, MFU where known, ETA."""
     peak_tflops: Optional[float] = None
     """Peak TFLOP/s of one device, for the MFU logged as train/mfu. None: looked up from the GPU's name
     (H100, H200, A100; bf16 or fp32 by precision); on a CPU or an unlisted GPU MFU is not logged (tokens/s
@@ -126,8 +181,7 @@ class LoggingConfig(_Section):
 
     def __post_init__(self) -> None:
         _at_least_one(self, "log_every")
-        if self.peak_tflops is not None and self.peak_tflops < 0:
-            raise ConfigError(f"--train.peak-tflops={self.peak_tflops} must be >= 0 (0: unknown)")
+        number("--train.peak-tflops", self.peak_tflops, 0, hint=" (0: unknown)")
         super().__post_init__()
 
 
@@ -145,8 +199,8 @@ class EvalConfig(_Section):
 
     def __post_init__(self) -> None:
         _at_least_one(self, "eval_batch")
-        if self.eval_every < 0:
-            raise ConfigError("--train.save-every and --train.eval-every must be >= 0")
+        _at_least_one(self, "max_eval")
+        at_least("--train.eval-every", self.eval_every, 0)
         super().__post_init__()
 
 
@@ -159,6 +213,10 @@ class DataLoadingConfig(_Section):
     for the graph tasks, whose examples cost ~150 us each to generate). None: generate on the fly."""
     num_workers: int = 0
     """DataLoader worker processes that build samples (0: in the training process)."""
+
+    def __post_init__(self) -> None:
+        at_least("--train.num-workers", self.num_workers, 0)
+        super().__post_init__()
 
 
 # Bases in reverse: a dataclass lists its fields from the last base to the first, so --help shows the loop first.

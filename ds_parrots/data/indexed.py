@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ds_parrots.data.file_checks import require_file
 from ds_parrots.errors import DataError
 from ds_parrots.fileio import fsync, replace
 
@@ -269,20 +270,27 @@ class IndexedDataset:
 
     def _read_header(self) -> None:
         idx = self.idx_path
-        if not idx.is_file():
+        if not os.path.lexists(idx):
             tmp = Path(f"{idx}.tmp")
             found = f" ('{tmp.name}' is there: an interrupted prepare)" if tmp.exists() else ""
             raise DataError(
                 f"token index '{idx}' does not exist{found}; an interrupted prepare leaves only *.tmp "
                 f"files, which are never read; {AGAIN}"
             )
-        if not self.bin_path.is_file():
+        require_file(idx, "token index")
+        if not os.path.lexists(self.bin_path):
             raise DataError(
                 f"token file '{self.bin_path}' does not exist beside its index '{idx.name}'; {AGAIN}"
             )
+        require_file(self.bin_path, "token file")
         self._idx_size = idx.stat().st_size
-        with open(idx, "rb") as f:
-            head = f.read(HEADER.size)
+        try:
+            with open(idx, "rb") as f:
+                head = f.read(HEADER.size)
+        except OSError as e:
+            raise DataError(
+                f"token index '{idx}' cannot be read ({e.strerror}); check its permissions"
+            ) from None
         # A file shorter than the magic that matches it so far is a truncated index, not a foreign one.
         if not head or not MAGIC.startswith(head[: len(MAGIC)]):
             raise DataError(

@@ -11,6 +11,7 @@ relative to `data_root` (default: the current directory) unless absolute. Weight
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -60,7 +61,10 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
     file = resolve_mixture_file(spec)
     try:
         raw = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
+    except OSError as e:
+        raise ConfigError(f"mixture {file}: cannot be read ({e.strerror})") from None
+    # ValueError: bad JSON, bytes that are not UTF-8, an integer past Python's 4300 digits.
+    except (ValueError, RecursionError) as e:
         raise ConfigError(f"mixture {file}: not valid JSON ({e})") from None
     entries = raw.get("sources") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
@@ -71,10 +75,12 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
         if not isinstance(e, dict) or "path" not in e:
             raise ConfigError(f"mixture {file}: source {i} needs a 'path' (token file prefix)")
         name = str(e.get("name") or Path(e["path"]).name)
-        weight = e.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
+        weight = _weight(e.get("weight", 1.0))
+        if weight is None:
+            shown = repr(e["weight"])
+            shown = shown if len(shown) <= 40 else f"{shown[:20]}...({len(shown)} characters)"
             raise ConfigError(
-                f"mixture {file}: source {name!r} has weight {weight!r}; weights must be numbers > 0 "
+                f"mixture {file}: source {name!r} has weight {shown}; weights must be finite numbers > 0 "
                 "(drop the source to leave it out)"
             )
         if name in seen:
@@ -86,5 +92,34 @@ def load_mixture(spec: str, data_root: Optional[str] = None) -> Mixture:
         for suffix in (".bin", ".idx"):
             if path.name.endswith(suffix):
                 path = path.with_name(path.name[: -len(suffix)])
-        sources.append(MixtureSource(name, path if path.is_absolute() else root / path, float(weight)))
-    return Mixture(str(raw.get("name") or file.stem), tuple(sources), file)
+        sources.append(MixtureSource(name, path if path.is_absolute() else root / path, weight))
+    return Mixture(str(raw.get("name") or file.stem), _normalizable(sources, file), file)
+
+
+def _weight(value) -> Optional[float]:
+    """A weight as a finite float > 0, else None. JSON reads Infinity, NaN and 1e999 as floats, and integers of
+    any size (which float() overflows on)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _normalizable(sources: list[MixtureSource], file: Path) -> tuple[MixtureSource, ...]:
+    """The sources with weights whose sum is finite: [1e308, 1e308] sums to infinity, and every share would
+    become 0. Only then are they divided by the largest (weights that sum fine are kept bit for bit: the sample
+    order depends on them). A weight too small next to the largest to be a share at all is refused."""
+    top = max(sources, key=lambda s: s.weight)
+    scaled = [s.weight / top.weight for s in sources]
+    for s, w in zip(sources, scaled):
+        if w / sum(scaled) == 0.0:
+            raise ConfigError(
+                f"mixture {file}: source {s.name!r} has weight {s.weight!r}, too small next to the largest "
+                f"({top.name!r}: {top.weight!r}) to be any share of the samples; raise it or drop the source"
+            )
+    if not math.isfinite(sum(s.weight for s in sources)):
+        sources = [MixtureSource(s.name, s.path, w) for s, w in zip(sources, scaled)]
+    return tuple(sources)

@@ -10,6 +10,8 @@ DeepSpeed's own `zero_to_fp32` skips MoE experts (and refuses AutoEP's ZeRO-3 la
   expert-parallel rank e = rank % ep, DeepSpeed's layout) and hold that rank's num_experts/ep experts,
   global experts [e * local, (e + 1) * local).
 - Names are turned into the single-device model's (Mixtral layout) by ds_parrots.checkpoints.state_dict_map.
+- AdamW's exp_avg / exp_avg_sq lie in the same partitions element for element (read_adam_state, for
+  --train.init-from's optimizer restore, parallel/optimizer_state.py); without ZeRO they are not read.
 - All of this is DeepSpeed-internal: the reader refuses a checkpoint written by a DeepSpeed version it was
   not tested with (TESTED_DEEPSPEED, below, with the facts it relies on).
 
@@ -26,6 +28,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -64,6 +67,8 @@ _ZERO3_MODEL_FILE = re.compile(r"^zero_pp_rank_(\d+)_mp_rank_00_model_states\.pt
 # - ZeRO-1/2 optim_states: optimizer_state_dict.single_partition_of_fp32_groups (equal contiguous slices of
 #   each group's flat vector) and param_alignment_paddings; ZeRO-3: fp32_flat_groups holding ceil(n/p)
 #   elements of every parameter, with ds_zero_partition_groups (partition_ranks, families) under AutoEP.
+# - AdamW's state: ZeRO-1/2 optimizer_state_dict.base_optimizer_state.state[g], ZeRO-3
+#   optimizer_state_dict.optimizer_state_dict.state[sub], one flat tensor per group (padding kept).
 # - layer_<l>_expert_<e>_mp_rank_00_model_states.pt: one expert under its global index.
 # - the expert-data-parallel group of rank r is r % ep, r % ep + ep, ... (E + D layout).
 # Exact versions, not major.minor: DeepSpeed ships features and checkpoint changes in patch releases, and a
@@ -168,55 +173,98 @@ def _expert_group_ranks(rank: int, world: int, ep: int) -> list[int]:
     return list(range(rank % ep, world, ep))
 
 
-def _zero12(files: list[Path], param_shapes: list[dict], world: int, ep: int, add: Callable) -> None:
+FP32 = "fp32"
+"""The field of the fp32 master weights, among the partitioned fields the readers below take (the others are
+keys of AdamW's state: exp_avg, exp_avg_sq, which lie in the partitions exactly as the weights do)."""
+
+
+def _adam_states(opt: dict, state_key: str) -> dict:
+    """The base optimizer's per-group state: one flat tensor per group, so state index g is group g (DeepSpeed
+    saves torch's state_dict, or a list of per-group states in its elastic layout)."""
+    found = opt.get(state_key)
+    if isinstance(found, dict) and "state" in found:
+        return found["state"]
+    return dict(enumerate(found or []))
+
+
+def _flat_field(opt: dict, fp32: list, state_key: str, field: str, g: int, where: Path) -> torch.Tensor:
+    """Group g's flat partition of `field` on one rank: the fp32 weights, or an AdamW state of them cut to
+    the weights' length (DeepSpeed saves the weights without the alignment padding the state keeps)."""
+    if field == FP32:
+        return fp32[g].float()
+    state = _adam_states(opt, state_key).get(g) or {}
+    if field not in state:
+        raise ConfigError(
+            f"{where}: no AdamW {field} for parameter group {g} (the checkpoint was saved before any "
+            "optimizer step, or by another optimizer); continue with --train.init-optimizer reset"
+        )
+    return state[field].float()[: fp32[g].numel()]
+
+
+def _zero12(
+    files: list[Path], param_shapes: list[dict], world: int, ep: int, fields: dict[str, Callable]
+) -> None:
     """ZeRO-1/2 (and bf16 without ZeRO): each group's flat fp32 vector is cut into equal contiguous
-    partitions, one per rank of the group; parameters lie in it in param_shapes order."""
+    partitions, one per rank of the group; parameters lie in it in param_shapes order. `fields`: the
+    partitioned field (FP32 or an AdamW state key) -> the callback receiving its full tensors."""
     states = [safe_load(f)["optimizer_state_dict"] for f in files]
-    flats = [s["single_partition_of_fp32_groups"] for s in states]
     paddings = states[0].get("param_alignment_paddings")
-    local_experts = None
-    for g, shapes in enumerate(param_shapes):
-        expert_group = any(is_expert_key(n) for n in shapes)
-        roots = range(ep) if expert_group else [0]
-        for root in roots:
-            ranks = _expert_group_ranks(root, world, ep) if expert_group else list(range(world))
-            full = torch.cat([flats[r][g].float() for r in ranks])
-            offset = 0
-            first = 0
-            if expert_group:
-                local_experts = local_experts or local_expert_count(shapes)
-                first = (root % ep) * local_experts
-            for i, (name, shape) in enumerate(shapes.items()):
-                numel = math.prod(shape)
-                if offset + numel > full.numel():
-                    raise ConfigError(
-                        f"{files[0].parent}: parameter {name} {tuple(shape)} runs past the saved fp32 "
-                        f"partitions of group {g}; the checkpoint does not match its model states"
+    for field, add in fields.items():
+        flats = [
+            [
+                _flat_field(s, s["single_partition_of_fp32_groups"], "base_optimizer_state", field, g, f)
+                for g in range(len(param_shapes))
+            ]
+            for s, f in zip(states, files)
+        ]
+        local_experts = None
+        for g, shapes in enumerate(param_shapes):
+            expert_group = any(is_expert_key(n) for n in shapes)
+            roots = range(ep) if expert_group else [0]
+            for root in roots:
+                ranks = _expert_group_ranks(root, world, ep) if expert_group else list(range(world))
+                full = torch.cat([flats[r][g] for r in ranks])
+                offset = 0
+                first = 0
+                if expert_group:
+                    local_experts = local_experts or local_expert_count(shapes)
+                    first = (root % ep) * local_experts
+                for i, (name, shape) in enumerate(shapes.items()):
+                    numel = math.prod(shape)
+                    if offset + numel > full.numel():
+                        raise ConfigError(
+                            f"{files[0].parent}: parameter {name} {tuple(shape)} runs past the saved fp32 "
+                            f"partitions of group {g}; the checkpoint does not match its model states"
+                        )
+                    add(name, full[offset : offset + numel].view(*shape), first)
+                    offset += numel + (
+                        paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0
                     )
-                add(name, full[offset : offset + numel].view(*shape), first)
-                offset += numel + (
-                    paddings[g][i] if paddings is not None and len(paddings[g]) == len(shapes) else 0
-                )
 
 
-def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> None:
+def _zero3(model_files: list[Path], optim_files: list[Path], fields: dict[str, Callable]) -> None:
     """ZeRO-3: every parameter is partitioned on its own over its partition group (ceil(n/p) per rank, the
     last rank padded); the flat groups of a family (replicated / experts) concatenate those slices in
-    param_shapes order. AutoEP records each rank's partition groups and global expert range."""
+    param_shapes order. AutoEP records each rank's partition groups and global expert range. `fields` as in
+    _zero12."""
     models = [_model_states(f) for f in model_files]
     optims = [safe_load(f)["optimizer_state_dict"] for f in optim_files]
     world = len(models)
-    # Flat fp32 vectors per family and rank, and the ranks that partition each family's parameters.
+    # Flat vectors per family, field and rank, and the ranks that partition each family's parameters.
     families: dict[str, dict] = {}
     for r, o in enumerate(optims):
         groups = o.get("ds_zero_partition_groups")
-        for sub, flat in enumerate(o["fp32_flat_groups"]):
+        for sub in range(len(o["fp32_flat_groups"])):
             info = (
                 groups[sub] if groups else {"partition_ranks": list(range(world)), "families": ["replicated"]}
             )
             family = "expert" if any("expert" in f for f in info.get("families", [])) else "replicated"
             fam = families.setdefault(family, {"flat": {}, "ranks": {}})
-            fam["flat"].setdefault(r, []).append(flat.float())
+            for field in fields:
+                flat = _flat_field(
+                    o, o["fp32_flat_groups"], "optimizer_state_dict", field, sub, optim_files[r]
+                )
+                fam["flat"].setdefault(field, {}).setdefault(r, []).append(flat)
             fam["ranks"][r] = list(info["partition_ranks"])
     for family, fam in families.items():
         groups_done = set()
@@ -225,7 +273,6 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
             if ranks in groups_done:
                 continue
             groups_done.add(ranks)
-            flats = [torch.cat(fam["flat"][q]) for q in ranks]
             shapes = [
                 s
                 for g in models[ranks[0]]["param_shapes"]
@@ -236,19 +283,20 @@ def _zero3(model_files: list[Path], optim_files: list[Path], add: Callable) -> N
                 layer["expert_key_prefix"]: layer["global_expert_start"]
                 for layer in models[ranks[0]].get("ds_autoep_layers") or []
             }
-            offset = 0
-            for name, shape in shapes:
-                numel = math.prod(shape)
-                part = math.ceil(numel / len(ranks))
-                if offset + part > flats[0].numel():
-                    raise ConfigError(
-                        f"{optim_files[0].parent}: parameter {name} {tuple(shape)} runs past the "
-                        "saved fp32 partitions; the checkpoint does not match its model states"
-                    )
-                value = torch.cat([f[offset : offset + part] for f in flats])[:numel].view(*shape)
-                prefix = name.rsplit(".", 1)[0]
-                add(name, value, starts.get(prefix, 0))
-                offset += part
+            for field, add in fields.items():
+                flats = [torch.cat(fam["flat"][field][q]) for q in ranks]
+                offset = 0
+                for name, shape in shapes:
+                    numel = math.prod(shape)
+                    part = math.ceil(numel / len(ranks))
+                    if offset + part > flats[0].numel():
+                        raise ConfigError(
+                            f"{optim_files[0].parent}: parameter {name} {tuple(shape)} runs past the "
+                            "saved fp32 partitions; the checkpoint does not match its model states"
+                        )
+                    value = torch.cat([f[offset : offset + part] for f in flats])[:numel].view(*shape)
+                    add(name, value, starts.get(name.rsplit(".", 1)[0], 0))
+                    offset += part
 
 
 def _module_weights(model_file: Path, expert_files: list[Path], add: Callable) -> None:
@@ -260,15 +308,21 @@ def _module_weights(model_file: Path, expert_files: list[Path], add: Callable) -
             add(name, value)
 
 
-def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str, torch.Tensor]:
-    """The fp32 state dict of one checkpoint tag directory, in the single-device model's names."""
+def _read(tag_dir: Path, model: ModelConfig, ep_size: int, fields: tuple[str, ...]) -> Optional[dict]:
+    """{field: state dict in the single-device model's names} for the partitioned fields of one checkpoint
+    tag directory (FP32: the weights); None when it asks for optimizer state from a checkpoint without ZeRO
+    partitions, whose plain torch optimizer files name their tensors by position only."""
     tag_dir = Path(tag_dir)
     files = sorted(tag_dir.iterdir())
     expert_files = [f for f in files if _EXPERT_FILE.match(f.name)]
     optim_files = _ranked([f for f in files if _OPTIM_FILE.match(f.name)], _OPTIM_FILE)
     zero3_models = _ranked([f for f in files if _ZERO3_MODEL_FILE.match(f.name)], _ZERO3_MODEL_FILE)
     rank0 = tag_dir / "mp_rank_00_model_states.pt"
-    asm = Collector(model, DEEPSPEED_LAYOUTS, source=f"checkpoint {tag_dir}", dtype=torch.float32)
+    assemble = {
+        field: Collector(model, DEEPSPEED_LAYOUTS, source=f"checkpoint {tag_dir}", dtype=torch.float32)
+        for field in fields
+    }
+    adders = {field: c.add for field, c in assemble.items()}
     ep = ep_size if model.is_moe else 1
     if zero3_models:
         if len(optim_files) != len(zero3_models):
@@ -276,7 +330,7 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
                 f"{tag_dir}: {len(zero3_models)} model-state files but {len(optim_files)} optimizer "
                 "files; the checkpoint is incomplete"
             )
-        _zero3(zero3_models, optim_files, asm.add)
+        _zero3(zero3_models, optim_files, adders)
     elif rank0.is_file():
         states = _model_states(rank0)
         world = int(states.get("dp_world_size") or max(len(optim_files), 1))
@@ -288,13 +342,43 @@ def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str
                     "checkpoint is incomplete"
                 )
             del opt
-            _zero12(optim_files, states["param_shapes"], world, ep, asm.add)
+            _zero12(optim_files, states["param_shapes"], world, ep, adders)
+        elif fields != (FP32,):
+            return None
         else:
             del states
-            _module_weights(rank0, expert_files, asm.add)
+            _module_weights(rank0, expert_files, adders[FP32])
     else:
         raise ConfigError(
             f"{tag_dir} holds no DeepSpeed model states (mp_rank_00_model_states.pt or "
             "zero_pp_rank_*_model_states.pt); point at a run directory or one checkpoint step"
         )
-    return asm.state_dict()
+    return {field: c.state_dict() for field, c in assemble.items()}
+
+
+def read_checkpoint(tag_dir: Path, model: ModelConfig, ep_size: int) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of one checkpoint tag directory, in the single-device model's names."""
+    return _read(tag_dir, model, ep_size, (FP32,))[FP32]
+
+
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def read_adam_state(tag_dir: Path, model: ModelConfig, ep_size: int) -> Optional[tuple[dict, int]]:
+    """({"exp_avg": state dict, "exp_avg_sq": state dict}, AdamW's update count) of one checkpoint tag
+    directory, full tensors in the single-device model's names (what read_checkpoint gives for the weights);
+    None for a checkpoint written without ZeRO (see _read)."""
+    moments = _read(tag_dir, model, ep_size, ADAM_MOMENTS)
+    if moments is None:
+        return None
+    files = sorted(Path(tag_dir).iterdir())
+    rank0 = _ranked([f for f in files if _OPTIM_FILE.match(f.name)], _OPTIM_FILE)[0]
+    opt = safe_load(rank0, mmap=True)["optimizer_state_dict"]
+    key = "optimizer_state_dict" if "fp32_flat_groups" in opt else "base_optimizer_state"
+    steps = {float(s["step"]) for s in _adam_states(opt, key).values() if "step" in s}
+    if len(steps) != 1:
+        raise ConfigError(
+            f"{rank0}: AdamW's step count differs between parameter groups ({sorted(steps)}) or is missing; "
+            "continue with --train.init-optimizer reset"
+        )
+    return moments, int(steps.pop())

@@ -74,11 +74,15 @@ def validate(model: ModelConfig, moe: MoEConfig, train: TrainConfig, world_size:
                 f"--moe.ep-size={moe.ep_size} does not divide the world size {world_size}; "
                 "launch a multiple of ep-size ranks"
             )
-    if model.is_moe and moe.backend == "autoep" and moe.capacity_factor is not None:
-        raise ConfigError(
-            "--moe.capacity-factor applies to the native backend only (AutoEP is dropless); "
-            "drop the flag or use --moe.backend native"
-        )
+    for flag, value in (
+        ("--moe.capacity-factor", moe.capacity_factor),
+        ("--moe.eval-capacity-factor", moe.eval_capacity_factor),
+    ):
+        if model.is_moe and moe.backend == "autoep" and value is not None:
+            raise ConfigError(
+                f"{flag} applies to the native backend only (AutoEP is dropless); drop the flag or use "
+                "--moe.backend native"
+            )
     gradient_accumulation(train, world_size)
     read_template(train)  # a missing or broken --train.ds-config fails here, not after launch
 

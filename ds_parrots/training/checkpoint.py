@@ -6,26 +6,30 @@ Layout of a run directory:
     run_dir/checkpoints/step00001000/  DeepSpeed model, optimizer and expert files of that step, and
         ds_parrots_complete.json       written once every rank's files are written and flushed to disk
 
-A save goes: every rank writes its DeepSpeed files (DeepSpeed's own `latest` is not written) and fsyncs them;
-barrier; rank 0 fsyncs the tag directory, writes the completion marker, then points `latest` at the tag (write
-to a temporary file, fsync, rename), then prunes old checkpoints (--train.keep-last). A process killed at any
-moment leaves `latest` on a complete checkpoint; a directory without the marker is debris of an interrupted save,
-never loaded and removed by the next save of that step.
+A save goes: every rank writes its DeepSpeed files (DeepSpeed's own `latest` is not written), hashing each as
+it is written, and fsyncs them; the ranks gather their file records; rank 0 fsyncs the tag directory, writes the
+completion marker (every file with its size and checksum, training/checkpoint_manifest.py), then points `latest`
+at the tag (write to a temporary file, fsync, rename), then prunes old checkpoints (--train.keep-last). A process
+killed at any moment leaves `latest` on a complete checkpoint; a directory without the marker is debris of an
+interrupted save, never loaded and removed by the next save of that step.
+
+A resume loads the newest checkpoint whose files verify against its marker (every rank hashes a share of the
+files before DeepSpeed reads any) and says which newer one it skipped and why; nothing that fails is loaded.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 from ds_parrots.errors import ConfigError, RunAborted
 from ds_parrots.fileio import fsync_files, write_text_atomic
-
-COMPLETE_FILE = "ds_parrots_complete.json"
+from ds_parrots.training import checkpoint_manifest as manifest
+from ds_parrots.training.checkpoint_manifest import COMPLETE_FILE
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -64,22 +68,52 @@ def latest_tag(run_dir: Path) -> Optional[str]:
     return resume_tag(checkpoint_dir(run_dir))
 
 
+def candidates(ckpt_dir: Path) -> list[str]:
+    """The checkpoints a resume may continue from, in order of preference: resume_tag's, then the older
+    complete ones, newest first. A complete checkpoint newer than `latest` belongs to a timeline a resume
+    abandoned (its checkpoint failed verification) and is not one."""
+    first = resume_tag(ckpt_dir)
+    if first is None:
+        return []
+    return [first] + [t for t in reversed(tags(ckpt_dir)) if t < first and is_complete(Path(ckpt_dir) / t)]
+
+
+def newest_verified(ckpt_dir: Path, exclude: Optional[str] = None) -> Optional[str]:
+    """The newest candidate checkpoint (other than `exclude`) that verifies fully; None if none does."""
+    return next(
+        (t for t in candidates(ckpt_dir) if t != exclude and manifest.verify(Path(ckpt_dir) / t) is None),
+        None,
+    )
+
+
 def latest_path(run_dir: Path) -> Optional[str]:
-    """The directory of the checkpoint a resume would continue from, for messages; None if there is none."""
-    tag = latest_tag(run_dir)
+    """The directory of the newest checkpoint that verifies, the one a resume would continue from, for
+    messages; None if there is none."""
+    tag = newest_verified(checkpoint_dir(run_dir))
     return str(checkpoint_dir(run_dir) / tag) if tag else None
 
 
 def require_resumable(run_dir: Path) -> str:
-    """The tag to resume from, or a ConfigError that says what is missing (checked before launch)."""
-    tag = latest_tag(run_dir)
-    if tag is None:
+    """The tag to resume from: the newest candidate whose files are all there at their recorded sizes (a
+    stat each; the checksums are checked collectively by load()). A ConfigError says what is missing."""
+    ckpt_dir = checkpoint_dir(run_dir)
+    found = candidates(ckpt_dir)
+    if not found:
         raise ConfigError(
-            f"--train.resume: no checkpoint in {checkpoint_dir(run_dir)} (no 'latest' tag there); "
+            f"--train.resume: no checkpoint in {ckpt_dir} (no 'latest' tag there); "
             "train without --train.resume first, or point --train.out-dir/--train.run-name at the "
             "run to continue"
         )
-    return tag
+    problems = []
+    for tag in found:
+        problem = manifest.check_files(ckpt_dir / tag)
+        if problem is None:
+            return tag
+        problems.append(f"{tag}: {problem}")
+    raise ConfigError(
+        f"--train.resume: no checkpoint of {run_dir} is intact ({'; '.join(problems[:3])}); restore the files "
+        "from a copy, or train again without --train.resume in a new --train.run-name"
+    )
 
 
 # Fields a resumed run may change: how long it runs and how it logs, evaluates and saves. Everything
@@ -100,10 +134,13 @@ RESUMABLE_CHANGES = {
     "train.out_dir",
     "train.run_name",
     "train.init_from",
+    "train.init_optimizer",
     "train.keep_last",
     "train.on_nonfinite",
     "train.collective_timeout",
     "train.activation_checkpointing",
+    "train.preempt_signals",
+    "train.save_every_minutes",
     "train.peak_tflops",
     # Where the data lives may move between jobs; what it is (mixture, seq_len) may not.
     "data.data_root",
@@ -123,7 +160,9 @@ def flatten_config(d: dict, prefix: str = "") -> dict:
 
 
 def check_writable(run_dir: Path) -> None:
-    """Refuse, before launch and without creating anything, a run directory that cannot be written."""
+    """Refuse, before launch and without leaving anything behind, a run directory that cannot be written: its
+    nearest existing parent, and the run's own checkpoints/ and tensorboard/ where they already exist (a resumed
+    run, or one whose checkpoints/ alone is read-only)."""
     existing = Path(run_dir).absolute()
     while not existing.exists():
         existing = existing.parent
@@ -132,11 +171,24 @@ def check_writable(run_dir: Path) -> None:
             f"cannot create the run directory {run_dir}: {existing} is a file; choose another "
             "--train.out-dir or --train.run-name"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"cannot write the run directory {run_dir}: {existing} is not writable (permissions or a "
-            "read-only file system); choose another --train.out-dir"
-        )
+    for folder in (existing, Path(run_dir) / "checkpoints", Path(run_dir) / "tensorboard"):
+        if folder != existing and not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise ConfigError(
+                f"cannot write the run directory {run_dir}: {folder} is a file, not a directory; move it away "
+                "or choose another --train.run-name"
+            )
+        # A real write, not os.access: root passes os.access on a chmod 555 directory (and can write it), and
+        # an NFS server may refuse what the client's permission bits allow. An O_TMPFILE file has no name, so
+        # nothing is ever seen in the directory.
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the run directory {run_dir}: {folder} is not writable ({e.strerror}); fix its "
+                "permissions, mount or attributes (lsattr), or choose another --train.out-dir"
+            ) from None
 
 
 def check_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
@@ -185,22 +237,24 @@ def save(
     ckpt_dir, tag = checkpoint_dir(run_dir), step_tag(step)
     tag_dir, rank = ckpt_dir / tag, dist.get_rank()
     try:
-        if rank == 0 and tag_dir.exists() and not is_complete(tag_dir):
-            shutil.rmtree(tag_dir)  # debris of a save of this step that was interrupted
+        if rank == 0 and tag_dir.exists():
+            # Debris of an interrupted save of this step, or a checkpoint of it that a resume skipped because
+            # it failed verification: either way not one to keep, and DeepSpeed's files must not mix with it.
+            shutil.rmtree(tag_dir)
         dist.barrier()
-        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
+        with manifest.RecordWrites(engine, tag_dir) as written:
+            engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False)
         fsync_files(tag_dir)
         if on_files_written is not None:
             on_files_written()
-        dist.barrier()  # every rank's files are on disk
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, written.records)  # and so every rank's files are on disk
         if rank == 0:
             if topology is not None:
                 write_text_atomic(tag_dir / TOPOLOGY_FILE, json.dumps(topology) + "\n")
             fsync_files(tag_dir)
-            files = sorted(str(p.relative_to(tag_dir)) for p in tag_dir.rglob("*") if p.is_file())
-            write_text_atomic(
-                tag_dir / COMPLETE_FILE, json.dumps({"step": step, "files": files}, indent=1) + "\n"
-            )
+            body = manifest.marker(step, tag_dir, gathered)
+            write_text_atomic(tag_dir / COMPLETE_FILE, json.dumps(body, indent=1) + "\n")
             write_text_atomic(ckpt_dir / "latest", tag)
             prune(ckpt_dir, keep_last)
     except (OSError, RuntimeError) as e:
@@ -229,6 +283,7 @@ def save(
             )
         ) from None
     dist.barrier()
+    manifest.remember(tag_dir, None)  # hashed as it was written
     return tag
 
 
@@ -260,7 +315,7 @@ TOPOLOGY_FILE = "ds_parrots_topology.json"
 def check_resume_topology(run_dir: Path, world_size: int) -> None:
     """DeepSpeed reloads its ZeRO partitions only at the world size that wrote them: refuse another one
     before launch, and say how to continue instead."""
-    tag = latest_tag(run_dir)
+    tag = require_resumable(run_dir) if latest_tag(run_dir) else None
     path = checkpoint_dir(run_dir) / tag / TOPOLOGY_FILE if tag else None
     if path is None or not path.is_file():
         return
@@ -270,8 +325,8 @@ def check_resume_topology(run_dir: Path, world_size: int) -> None:
             f"--train.resume: checkpoint {tag} of {run_dir} was saved by {saved.get('world_size')} "
             f"ranks and this launch has {world_size}; ZeRO partitions reload only at the same world "
             f"size. Relaunch with {saved.get('world_size')} ranks, or continue at this size in a new "
-            f"run: --train.init-from {run_dir} --train.run-name <new> (weights and step carry over, "
-            "the optimizer state restarts)"
+            f"run: --train.init-from {run_dir} --train.run-name <new> (weights, AdamW state and step "
+            "carry over)"
         )
 
 
@@ -284,10 +339,52 @@ def check_resume_files(run_dir: Path) -> None:
     check_checkpoint_files(checkpoint_dir(run_dir) / require_resumable(run_dir))
 
 
-def load(engine, run_dir: Path) -> dict:
-    """Collective: restores model, optimizer, scheduler and returns the client state saved with it."""
-    tag = require_resumable(run_dir)
-    path, client_state = engine.load_checkpoint(str(checkpoint_dir(run_dir)), tag=tag)
+def choose_verified(run_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    """Collective: (the newest candidate every rank agrees verifies, [(newer tag skipped, why)]). Each rank
+    checks the stat of every file and hashes its share of them; the verdicts are gathered, so all ranks
+    choose alike even if their views differ. Raises ConfigError, on every rank, if none verifies."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ckpt_dir, skipped = checkpoint_dir(run_dir), []
+    for tag in candidates(ckpt_dir):
+        tag_dir = ckpt_dir / tag
+        key = manifest.marker_key(tag_dir)
+        mine = (
+            manifest.verdicts[key]
+            if key in manifest.verdicts
+            else manifest.check_checksums(tag_dir, manifest.share(tag_dir, rank, world))
+        )
+        verdicts = [None] * world
+        dist.all_gather_object(verdicts, mine)
+        problem = next((v for v in verdicts if v), None)
+        manifest.remember(tag_dir, problem)
+        if problem is None:
+            return tag, skipped
+        skipped.append((tag, problem))
+    why = "; ".join(f"{t}: {p}" for t, p in skipped[:3]) or "none is complete"
+    raise ConfigError(
+        f"--train.resume: no checkpoint of {run_dir} verifies ({why}); restore the files from a copy, or "
+        "train again without --train.resume in a new --train.run-name"
+    )
+
+
+def load(engine, run_dir: Path, log: Callable[[str], None] = lambda line: None) -> dict:
+    """Collective: restores model, optimizer, scheduler from the newest checkpoint that verifies and returns
+    the client state saved with it. `log` gets one line for what was skipped or could not be verified."""
+    tag, skipped = choose_verified(run_dir)
+    ckpt_dir = checkpoint_dir(run_dir)
+    if skipped:
+        from ds_parrots.parallel.checkpoint_format import check_checkpoint_files
+
+        check_checkpoint_files(ckpt_dir / tag)  # checked before launch was the skipped one
+        log(
+            "; ".join(f"checkpoint {t} skipped: {p}" for t, p in skipped)
+            + f"; resuming from {tag} ({manifest.describe(ckpt_dir / tag)})"
+        )
+    elif not manifest.has_checksums(ckpt_dir / tag):
+        log(f"checkpoint {tag}: {manifest.describe(ckpt_dir / tag)}")
+    path, client_state = engine.load_checkpoint(str(ckpt_dir), tag=tag)
     if path is None:
         raise ConfigError(f"DeepSpeed could not load checkpoint {checkpoint_dir(run_dir) / tag}")
     return client_state or {}

@@ -5,6 +5,7 @@ the engine, --train.init-from weights, and the layout recorded in results.json.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -24,9 +25,10 @@ from ds_parrots.parallel.ds_config import (
     validate,
 )
 from ds_parrots.parallel.initialize import parallelize
+from ds_parrots.parallel.optimizer_state import restore_from
 from ds_parrots.parallel.process_group import ensure_process_group
 from ds_parrots.testing import faults
-from ds_parrots.training import checkpoint
+from ds_parrots.training import checkpoint, run_lock
 from ds_parrots.training.callbacks import Checkpointing, Evaluation, ExpertLoad, Logging, Throughput
 from ds_parrots.training.logger import RunLogger
 from ds_parrots.training.throughput import device_peak_tflops
@@ -44,6 +46,22 @@ def check_before_launch(model_cfg: ModelConfig, run: RunConfig, run_dir: Path, c
         check_init_from(run.train.init_from, model_cfg, run.train.steps)
     checkpoint.check_run_dir(run_dir, config, run.train.resume)
     checkpoint.check_writable(run_dir)
+    lock_run_dir(run_dir, config, run.train.resume)
+
+
+def lock_run_dir(run_dir: Path, config: dict, resume: bool) -> None:
+    """One writer per run directory (training/run_lock.py), taken once every other check passed, so that a
+    refused command creates nothing: rank 0 holds the lock for the whole run, every other rank checks it."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        run_lock.check_free(run_dir)
+        return
+    created = run_lock.acquire(run_dir)
+    try:
+        # Again, now that no other run can write: one that held the lock until a moment ago may have saved.
+        checkpoint.check_run_dir(run_dir, config, resume)
+    except ConfigError:
+        run_lock.release(run_dir, created)
+        raise
 
 
 def check_init_from(path: str, model_cfg: ModelConfig, steps: int) -> None:
@@ -111,9 +129,14 @@ def build_trainer(
         init_step = load_init_weights(model, run.train.init_from)
     parallel = parallelize(model, model_cfg, run.moe, run.optim, run.train)
     if init_step is not None:
+        optimizer = "optimizer state reset (--train.init-optimizer reset: AdamW moments restart from zero)"
+        if run.train.init_optimizer == "restore":
+            optimizer = restore_from(
+                parallel.engine, Path(run.train.init_from), model_cfg, run.moe, dist.get_rank(), init_step
+            )
         log.info(
-            f"initialized from {run.train.init_from} (step {init_step}): weights loaded, optimizer state "
-            "reset (AdamW moments restart from zero), learning-rate schedule and data continue at that step"
+            f"initialized from {run.train.init_from} (step {init_step}): weights loaded, {optimizer}, "
+            "learning-rate schedule and data continue at that step"
         )
     if parallel.cpu_allocator is not None:
         log.info(f"CPU allocator (--train.cpu-allocator keep): glibc freed memory {parallel.cpu_allocator}")

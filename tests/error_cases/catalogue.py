@@ -13,11 +13,14 @@ import dataclasses
 import json
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import pytest
 import torch
 
 from helpers import REPO
@@ -63,14 +66,14 @@ def write_run(run_dir: Path, model_flags=TINY, payload: bool = False, step: int 
     return run_dir
 
 
-def write_consolidated(path: Path, vocab_size: int, tokenizer: Optional[Path]) -> Path:
+def write_consolidated(path: Path, vocab_size: int, tokenizer: Optional[Path], max_seq_len: int = 64) -> Path:
     """A consolidated pre-training checkpoint (.safetensors + sidecar) of a tiny dense model."""
     from ds_parrots.checkpoints.consolidate import save_consolidated
     from ds_parrots.checkpoints.load import FORMAT, VERSION
     from ds_parrots.config import ModelConfig
     from ds_parrots.models import build_model
 
-    cfg = ModelConfig(vocab_size=vocab_size, d_model=32, n_layers=1, n_heads=4, max_seq_len=64)
+    cfg = ModelConfig(vocab_size=vocab_size, d_model=32, n_layers=1, n_heads=4, max_seq_len=max_seq_len)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -110,24 +113,84 @@ def write_mixture(tmp: Path, sources=None, text: Optional[str] = None) -> Path:
     return path
 
 
+def make_read_only(folder: Path) -> None:
+    """A directory no one may write, root included: `chattr +i` where the file system and privileges allow it
+    (root ignores permission bits), else chmod 555 when not root; the case is skipped where neither holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chattr = shutil.which("chattr")
+    if chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode == 0:
+        return
+    if os.geteuid() == 0:
+        pytest.skip("root writes a chmod 555 directory, and chattr +i is not available here")
+    folder.chmod(0o555)
+
+
+def undo_read_only(folder: Path) -> None:
+    chattr = shutil.which("chattr")
+    if chattr and folder.exists():
+        subprocess.run([chattr, "-i", str(folder)], capture_output=True)
+    if folder.exists():
+        folder.chmod(0o755)
+
+
 def patch_bytes(path: Path, offset: int, data: bytes) -> None:
     raw = bytearray(path.read_bytes())
     raw[offset : offset + len(data)] = data
     path.write_bytes(bytes(raw))
 
 
-def write_bench(tmp: Path, rows, name: str = "piqa", split: str = "validation") -> None:
+def wrapped_int16_tokens(tmp, assets):
+    """uint16 ids past 32767 (a vocabulary over 32768) in a file whose header says int16: they read back
+    negative, as when a corpus is written with a dtype too small for its tokenizer."""
+    write_tokens(tmp / "data" / "a", docs=((5, 40000, 7, 8), (9, 10, 11), (12, 13)))
+    patch_bytes(tmp / "data" / "a.idx", 17, bytes([3]))  # dtype code 3: int16
+    write_mixture(tmp)
+
+
+def replace_idx(tmp, assets, how):
+    good_pretrain(tmp, assets)
+    idx = tmp / "data" / "a.idx"
+    idx.unlink()
+    how(idx)
+
+
+def weighted_mixture(*weights):
+    """A mixture of two good sources with these weights, written as JSON text (Infinity is no Python literal)."""
+
+    def setup(tmp, assets):
+        write_tokens(tmp / "data" / "a")
+        write_tokens(tmp / "data" / "b")
+        sources = ", ".join(
+            f'{{"name": "{n}", "path": "data/{n}", "weight": {w}}}' for n, w in zip("ab", weights)
+        )
+        write_mixture(tmp, text=f'{{"name": "m", "sources": [{sources}]}}')
+
+    return setup
+
+
+def named_mixture(name):
+    return json.dumps({"name": name, "sources": [{"name": "a", "path": "data/a"}]})
+
+
+def write_bench(
+    tmp: Path, rows, name: str = "piqa", split: str = "validation", exist_ok: bool = False
+) -> None:
     folder = tmp / "bench" / name
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=exist_ok)
     text = rows if isinstance(rows, str) else "".join(json.dumps(r) + "\n" for r in rows)
     (folder / f"{split}.jsonl").write_text(text)
 
 
 PIQA = {"goal": "open a jar", "sol1": "twist the lid", "sol2": "eat the lid", "label": 0}
+GSM8K = {
+    "question": "A parrot has 3 books and buys 4 more books for the phone book graph path. How many books "
+    "does the parrot have now, after all of that?",
+    "answer": "3 + 4 = 7\n#### 7",
+}
 
 
-def bench_eval(tmp: Path, assets, rows=None, **kw) -> None:
-    write_consolidated(tmp / "m.safetensors", 400, assets["tokenizer"])
+def bench_eval(tmp: Path, assets, rows=None, max_seq_len: int = 64, **kw) -> None:
+    write_consolidated(tmp / "m.safetensors", 400, assets["tokenizer"], max_seq_len)
     if rows is not None:
         write_bench(tmp, rows, **kw)
 
@@ -189,6 +252,8 @@ class Case:
     parser: bool = False
     """A type / choice error found by tyro's parser: tyro prints its own boxed usage message (several
     lines, no traceback) naming the flag and the values it takes."""
+    cleanup: Optional[Callable] = None
+    """cleanup(tmp) undoes what setup did that the test's tmp_path removal could not (chattr +i)."""
 
 
 def C(id, kind, argv, expect, setup=None, **kw):
@@ -260,22 +325,27 @@ def check_case(case, tmp_path, assets, capsys, monkeypatch):
 
     monkeypatch.setattr("ds_parrots.training.recipes.synthetic.open_run", launched)
     monkeypatch.setattr("ds_parrots.training.recipes.pretrain.open_run", launched)
-    if case.setup is not None:
-        case.setup(tmp_path, assets)
-    before = snapshot(tmp_path)
-    rc, err = invoke(case, tmp_path, assets, capsys)
-    lines = [l for l in err.splitlines() if l.strip() and not _NOISE.match(l)]
-    assert rc == 2, err
-    assert "Traceback" not in err, err
-    text = " ".join(lines)
-    for want in case.expect:
-        assert fill(want, tmp_path, assets) in (text if case.parser else " ".join(lines[:1])), (want, err)
-    if not case.parser:
-        assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert snapshot(tmp_path) == before  # nothing written, nothing touched; no payload ran
-    assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs" / "pwned").exists()
-    shown = parser_message(lines) if case.parser else lines[0]
-    MESSAGES[case.id] = shown.replace(str(tmp_path), "<tmp>").replace(str(assets["tokenizer"]), "<tok.model>")
+    try:
+        if case.setup is not None:
+            case.setup(tmp_path, assets)
+        before = snapshot(tmp_path)
+        rc, err = invoke(case, tmp_path, assets, capsys)
+        lines = [l for l in err.splitlines() if l.strip() and not _NOISE.match(l)]
+        assert rc == 2, err
+        assert "Traceback" not in err, err
+        text = " ".join(lines)
+        for want in case.expect:
+            assert fill(want, tmp_path, assets) in (text if case.parser else " ".join(lines[:1])), (want, err)
+        if not case.parser:
+            assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert snapshot(tmp_path) == before  # nothing written, nothing touched; no payload ran
+        assert not (tmp_path / "pwned").exists() and not (tmp_path / "runs" / "pwned").exists()
+        shown = parser_message(lines) if case.parser else lines[0]
+        shown = shown.replace(str(tmp_path), "<tmp>")
+        MESSAGES[case.id] = shown.replace(str(assets["tokenizer"]), "<tok.model>")
+    finally:
+        if case.cleanup is not None:
+            case.cleanup(tmp_path)
 
 
 def parser_message(lines: list[str]) -> str:

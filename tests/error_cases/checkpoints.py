@@ -1,15 +1,62 @@
 """Bad-input cases of checkpoints: damaged or mismatched run directories, consolidated files and Hugging Face
 folders, and untrusted checkpoints carrying a pickled payload."""
 
+import fcntl
+import json
+import os
+
 from error_cases.catalogue import (
     PHONEBOOK,
+    PIQA,
     C,
     _edit_config,
     _hf_folder,
     _truncate,
+    write_bench,
     write_consolidated,
     write_run,
 )
+
+
+def _mark_verified(run_dir, flip: str = "", remove: str = ""):
+    """Record the checkpoint's files with sizes and checksums, as save() does; then flip a byte of one file,
+    or delete one."""
+    from ds_parrots.training.checkpoint_manifest import COMPLETE_FILE, marker
+
+    tag = run_dir / "checkpoints" / "step00000002"
+    (tag / COMPLETE_FILE).write_text(json.dumps(marker(2, tag, [{}])))
+    if flip:
+        data = bytearray((tag / flip).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tag / flip).write_bytes(bytes(data))
+    if remove:
+        (tag / remove).unlink()
+
+
+_LOCKS: list = []
+
+
+def _hold_run_dir(run_dir):
+    """Another live run's rank 0: an exclusive flock on the run directory's lock file, held by this process
+    through an open file of its own (flocks of two open files conflict even within one process)."""
+    run_dir.mkdir(parents=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"host": "node7", "pid": 4242, "started": "2025-01-01 09:00:00 UTC"}).encode())
+    _LOCKS.append(fd)
+
+
+def _release_run_dirs(tmp):
+    while _LOCKS:
+        os.close(_LOCKS.pop())
+
+
+def _hf_with_bench(tmp, **config):
+    """A Hugging Face folder and a valid piqa file: the benchmark files are checked before the weights load,
+    so the folder's defect is what the command meets."""
+    _hf_folder(tmp, **config)
+    write_bench(tmp, [PIQA])
+
 
 CASES = [
     # --- checkpoints ---------------------------------------------------------------------------------
@@ -107,9 +154,9 @@ CASES = [
     C(
         "ckpt-hf-folder-truncated-weights",
         "checkpoint",
-        ["{tmp}/hf", "--tasks", "piqa", "--bench-dir", "{tmp}"],
+        ["{tmp}/hf", "--tasks", "piqa", "--bench-dir", "{tmp}/bench"],
         ["{tmp}/hf/model.safetensors", "not a readable safetensors file"],
-        lambda t, a: (_hf_folder(t), _truncate(t / "hf" / "model.safetensors", 100)),
+        lambda t, a: (_hf_with_bench(t), _truncate(t / "hf" / "model.safetensors", 100)),
         command="ds-parrots-eval",
     ),
     C(
@@ -157,6 +204,34 @@ CASES = [
         [*PHONEBOOK, "--train.init-from", "{tmp}/src", "--train.steps", "2"],
         ["--train.init-from {tmp}/src", "raise --train.steps"],
         lambda t, a: write_run(t / "src"),
+    ),
+    C(
+        "ckpt-checksum-mismatch",
+        "checkpoint",
+        ["consolidate", "{tmp}/run", "--out", "{tmp}/m.safetensors"],
+        [
+            "{tmp}/run/checkpoints/step00000002 failed verification",
+            "mp_rank_00_model_states.pt checksum mismatch",
+        ],
+        lambda t, a: (write_run(t / "run"), _mark_verified(t / "run", flip="mp_rank_00_model_states.pt")),
+    ),
+    C(
+        "ckpt-resume-rank-file-missing",
+        "checkpoint",
+        [*PHONEBOOK, "--train.run-name", "r", "--train.resume"],
+        ["--train.resume", "step00000002: mp_rank_00_model_states.pt is missing", "restore the files"],
+        lambda t, a: (
+            write_run(t / "runs" / "r"),
+            _mark_verified(t / "runs" / "r", remove="mp_rank_00_model_states.pt"),
+        ),
+    ),
+    C(
+        "run-dir-in-use",
+        "checkpoint",
+        [*PHONEBOOK, "--train.run-name", "r"],
+        ["{tmp}/runs/r is in use by pid 4242 on host node7", "pick another --train.run-name"],
+        lambda t, a: _hold_run_dir(t / "runs" / "r"),
+        cleanup=_release_run_dirs,
     ),
     # --- untrusted checkpoints: a pickled payload is refused, never run ------------------------------
     C(

@@ -1,6 +1,26 @@
 """Bad-input cases of the command line: flags, hostfiles (`ds-parrots topology`), sweeps and reproductions."""
 
-from error_cases.catalogue import PHONEBOOK, PHONEBOOK_MOE, PRETRAIN, TINY, C, bench_eval
+from error_cases.catalogue import (
+    PHONEBOOK,
+    PHONEBOOK_MOE,
+    PRETRAIN,
+    TINY,
+    C,
+    bench_eval,
+    make_read_only,
+    undo_read_only,
+)
+
+
+def _number(id, argv, expect, flags=PHONEBOOK):
+    """A numeric flag out of its range: refused in one line naming the flag, before torch or DeepSpeed see it."""
+    return C(id, "flags", [*flags, *argv], expect)
+
+
+def _read_only_checkpoints(tmp, assets):
+    (tmp / "runs" / "r").mkdir(parents=True)
+    make_read_only(tmp / "runs" / "r" / "checkpoints")
+
 
 CASES = [
     # --- command-line flags --------------------------------------------------------------------------
@@ -77,6 +97,83 @@ CASES = [
         [*PHONEBOOK, "--moe.capacity-factor", "-1"],
         ["--moe.capacity-factor=-1.0", "omitted"],
     ),
+    # Every float flag is checked for a finite value in its range (NaN passes `lr <= 0`; torch's AdamW raised
+    # a traceback on nan / beta 2 only after launch; an infinite lr and a negative decay trained).
+    _number("flag-nan-lr", ["--optim.lr", "nan"], ["--optim.lr=nan", "finite number > 0"]),
+    _number("flag-infinite-lr", ["--optim.lr", "inf"], ["--optim.lr=inf", "finite number > 0"]),
+    _number("flag-beta1-over-one", ["--optim.beta1", "2"], ["--optim.beta1=2.0", "in [0, 1)"]),
+    _number("flag-beta2-one", ["--optim.beta2", "1"], ["--optim.beta2=1.0", "in [0, 1)"]),
+    _number("flag-zero-eps", ["--optim.eps", "0"], ["--optim.eps=0.0", "> 0"]),
+    _number(
+        "flag-negative-weight-decay", ["--optim.weight-decay", "-5"], ["--optim.weight-decay=-5.0", ">= 0"]
+    ),
+    _number("flag-nan-grad-clip", ["--optim.grad-clip", "nan"], ["--optim.grad-clip=nan", ">= 0"]),
+    _number(
+        "flag-final-lr-over-one", ["--optim.final-lr-frac", "2"], ["--optim.final-lr-frac=2.0", "[0, 1]"]
+    ),
+    _number(
+        "flag-nan-capacity-factor",
+        ["--moe.backend", "native", "--train.zero-stage", "2", "--moe.capacity-factor", "nan"],
+        ["--moe.capacity-factor=nan", "finite number > 0"],
+        PHONEBOOK_MOE,
+    ),
+    _number("flag-negative-aux-loss", ["--moe.aux-loss-coef", "-1"], ["--moe.aux-loss-coef=-1.0", ">= 0"]),
+    _number("flag-nan-norm-eps", ["--model.norm-eps", "nan"], ["--model.norm-eps=nan", "> 0"]),
+    _number("flag-infinite-rope-theta", ["--model.rope-theta", "inf"], ["--model.rope-theta=inf", "> 0"]),
+    _number(
+        "flag-infinite-collective-timeout",
+        ["--train.collective-timeout", "inf"],
+        ["--train.collective-timeout=inf", "finite number in (0, 1e+09]"],
+    ),
+    _number("flag-nan-peak-tflops", ["--train.peak-tflops", "nan"], ["--train.peak-tflops=nan", ">= 0"]),
+    _number("flag-negative-seed", ["--train.seed", "-1"], ["--train.seed=-1", "[0, 2**64 - 1]"]),
+    _number("flag-negative-num-workers", ["--train.num-workers", "-1"], ["--train.num-workers=-1", ">= 0"]),
+    _number("flag-zero-max-eval", ["--train.max-eval", "0"], ["--train.max-eval=0", ">= 1"]),
+    C(
+        "flag-eval-capacity-factor-autoep",
+        "flags",
+        [*PHONEBOOK_MOE, "--moe.eval-capacity-factor", "1.5"],
+        ["--moe.eval-capacity-factor", "native backend only"],
+    ),
+    # --- run names: one directory under --train.out-dir ----------------------------------------------
+    C(
+        "flag-run-name-escapes-out-dir",
+        "flags",
+        [*PHONEBOOK, "--train.run-name", "../../escaped"],
+        ["--train.run-name='../../escaped'", "without '/'"],
+    ),
+    C(
+        "flag-run-name-too-long",
+        "flags",
+        [*PHONEBOOK, "--train.run-name", "r" * 300],
+        ["--train.run-name=", "300 bytes", "at most 255"],
+    ),
+    C("flag-run-name-dot-dot", "flags", [*PHONEBOOK, "--train.run-name", ".."], ["--train.run-name='..'"]),
+    C(
+        "flag-out-dir-component-too-long",
+        "flags",
+        ["train", "phonebook", *TINY, "--train.out-dir", "{tmp}/" + "o" * 300],
+        ["--train.out-dir", "300 bytes", "at most 255"],
+    ),
+    # --- the run directory: refused before launch where it cannot be written --------------------------
+    C(
+        "run-checkpoints-read-only",
+        "checkpoint",
+        [*PHONEBOOK, "--train.run-name", "r"],
+        ["{tmp}/runs/r/checkpoints is not writable", "choose another --train.out-dir"],
+        _read_only_checkpoints,
+        cleanup=lambda t: undo_read_only(t / "runs" / "r" / "checkpoints"),
+    ),
+    C(
+        "run-checkpoints-is-a-file",
+        "checkpoint",
+        [*PHONEBOOK, "--train.run-name", "r"],
+        ["{tmp}/runs/r/checkpoints is a file"],
+        lambda t, a: (
+            (t / "runs" / "r").mkdir(parents=True),
+            (t / "runs" / "r" / "checkpoints").write_text(""),
+        ),
+    ),
     C("flag-zero-book-size", "flags", [*PHONEBOOK, "--task.book-size", "0"], ["book_size=0", ">= 1"]),
     C(
         "flag-missing-ds-config",
@@ -140,6 +237,20 @@ CASES = [
         ["topology", "--hostfile", "{tmp}/hosts", "--", "phonebook", *TINY],
         ["hostfile {tmp}/hosts line 2", "already listed", "list each node once"],
         lambda t, a: (t / "hosts").write_text("node1 slots=8\nnode1 slots=8\n"),
+    ),
+    C(
+        "hostfile-duplicate-host-other-case",
+        "hostfile",
+        ["topology", "--hostfile", "{tmp}/hosts", "--", "phonebook", *TINY],
+        ["hostfile {tmp}/hosts line 2", "'NODE1.'", "line 1", "case-insensitively"],
+        lambda t, a: (t / "hosts").write_text("node1 slots=2\nNODE1. slots=4\n"),
+    ),
+    C(
+        "hostfile-repeated-slots",
+        "hostfile",
+        ["topology", "--hostfile", "{tmp}/hosts", "--", "phonebook", *TINY],
+        ["hostfile {tmp}/hosts line 1", "slots= more than once"],
+        lambda t, a: (t / "hosts").write_text("node1 slots=2 slots=4\n"),
     ),
     C(
         "hostfile-no-hosts",
@@ -208,5 +319,11 @@ CASES = [
         "sweep",
         ["reproduce", "phonebook", "--scale", "smoke", "--epochs", "0"],
         ["--epochs=0", "> 0"],
+    ),
+    C(
+        "reproduce-nan-epochs",
+        "sweep",
+        ["reproduce", "phonebook", "--scale", "smoke", "--epochs", "nan"],
+        ["--epochs=nan", "finite number > 0"],
     ),
 ]

@@ -76,10 +76,21 @@ def test_single_node_trains_two_ranks(tmp_path):
     assert results(tmp_path / "run")["summary"]
 
 
-def without_scontrol() -> str:
-    return os.pathsep.join(
-        d for d in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(d, "scontrol"))
-    )
+def without_scontrol(tmp_path) -> str:
+    """PATH with no scontrol on it: a folder that holds one (e.g. /usr/bin where SLURM is installed) is
+    replaced by a copy made of links to everything else in it."""
+    dirs = []
+    for i, d in enumerate(os.environ["PATH"].split(os.pathsep)):
+        if not os.path.exists(os.path.join(d, "scontrol")):
+            dirs.append(d)
+            continue
+        mirror = tmp_path / f"path{i}"
+        mirror.mkdir(exist_ok=True)
+        for name in os.listdir(d):
+            if name != "scontrol" and not (mirror / name).exists():
+                (mirror / name).symlink_to(os.path.join(d, name))
+        dirs.append(str(mirror))
+    return os.pathsep.join(dirs)
 
 
 def test_slurm_dry_run_starts_this_node_with_its_rank(tmp_path):
@@ -88,7 +99,7 @@ def test_slurm_dry_run_starts_this_node_with_its_rank(tmp_path):
         SLURM_NODEID="1",
         SLURM_GPUS_ON_NODE="4",
         DS_PARROTS_DRY_RUN="1",
-        PATH=without_scontrol(),
+        PATH=without_scontrol(tmp_path),
         SLURM_CPUS_PER_TASK="16",
     )
     # Run from elsewhere, as SLURM does: the script must still find the repository.
@@ -115,7 +126,7 @@ def test_slurm_uses_scontrol_when_installed(tmp_path):
         SLURM_JOB_NODELIST="alpha,beta",
         SLURM_NODEID="0",
         DS_PARROTS_DRY_RUN="1",
-        PATH=f"{bin_dir}{os.pathsep}{without_scontrol()}",
+        PATH=f"{bin_dir}{os.pathsep}{without_scontrol(tmp_path)}",
     )
     proc = run_script(
         [

@@ -5,13 +5,13 @@ results.json with the realized mixture proportions. Every rank runs `pretrain`."
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from ds_parrots.config import DataConfig, ModelConfig, RunConfig
 from ds_parrots.config.model import fit_sequence_length
+from ds_parrots.data.file_checks import check_token_ids
 from ds_parrots.data.indexed import IndexedDataset
 from ds_parrots.data.mixture import Mixture, load_mixture
 from ds_parrots.data.sampler import PretrainBatches, PretrainSamples, to_batch
@@ -57,9 +57,10 @@ def build_samples(data: DataConfig, model: ModelConfig, seed: int) -> tuple[Mixt
     mixture = load_mixture(data.mixture, data.data_root)
     vocab = tokenizer_vocab(data, model)
     datasets = [IndexedDataset(src.path) for src in mixture.sources]
-    if vocab is not None:
-        for ds in datasets:
+    for ds in datasets:
+        if vocab is not None:
             ds.check_vocab(vocab)
+        check_token_ids(ds.bin_path, ds.tokens, model.vocab_size)
     samples = PretrainSamples(
         [s.name for s in mixture.sources],
         [d.tokens for d in datasets],
@@ -73,7 +74,7 @@ def build_samples(data: DataConfig, model: ModelConfig, seed: int) -> tuple[Mixt
 
 class CheckedBatches(PretrainBatches):
     """PretrainBatches that refuse token ids the embedding cannot hold (instead of an index error deep
-    inside the model, or silent garbage on a GPU)."""
+    inside the model, or silent garbage on a GPU): past the prefix of each file checked before launch."""
 
     def __init__(self, *args, vocab_size: int, **kw):
         super().__init__(*args, **kw)
@@ -82,6 +83,13 @@ class CheckedBatches(PretrainBatches):
     def step_batches(self, step: int):
         out = super().step_batches(step)
         for x, y in out:
+            low = int(torch.minimum(x.min(), y.min()))
+            if low < 0:
+                raise ConfigError(
+                    f"token id {low} at step {step} is negative: a token file stores signed ids that wrapped "
+                    "past its dtype's maximum (a dtype too small for its tokenizer); run 'ds-parrots prepare' "
+                    "again, which picks uint16 or int32 from the vocabulary size"
+                )
             top = int(torch.maximum(x.max(), y.max()))
             if top >= self.vocab_size:
                 raise ConfigError(
@@ -132,9 +140,7 @@ def pretrain(run: RunConfig, data: DataConfig) -> dict:
     train = run.train
     model_cfg = pretrain_model(run.model, data, getattr(run, "max_seq_len_given", False))
     mixture, samples = build_samples(data, model_cfg, train.seed)
-    run_dir = Path(train.out_dir) / (
-        train.run_name or f"pretrain-{mixture.name}-{model_tag(model_cfg, run.moe)}-s{train.seed}"
-    )
+    run_dir = train.run_dir(f"pretrain-{mixture.name}-{model_tag(model_cfg, run.moe)}-s{train.seed}")
     config = run_config_dict(run, model_cfg, task_name="pretrain")
     check_before_launch(model_cfg, run, run_dir, config)
 

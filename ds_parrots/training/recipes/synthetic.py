@@ -4,7 +4,6 @@ greedy generation, checkpoint, and write results.json. Every rank runs `train_sy
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from ds_parrots.config import ModelConfig, MoEConfig, RunConfig
 from ds_parrots.config.model import fit_sequence_length
@@ -51,9 +50,7 @@ def train_synthetic(task_name: str, task_cfg, run: RunConfig) -> dict:
         raise ConfigError(f"{task_name}: {e}") from None
     model_cfg = task_model(run.model, task, getattr(run, "max_seq_len_given", False))
     train = run.train
-    run_dir = Path(train.out_dir) / (
-        train.run_name or default_run_name(task_name, task_cfg, model_cfg, run.moe, train.seed)
-    )
+    run_dir = train.run_dir(default_run_name(task_name, task_cfg, model_cfg, run.moe, train.seed))
     config = run_config_dict(run, model_cfg, task_name=task_name)
     check_before_launch(model_cfg, run, run_dir, config)
 

@@ -11,16 +11,26 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO, cpu_env, run_dist_script
-
-from ds_parrots.errors import ConfigError
 from ds_parrots.checkpoints.load import consolidated_state, load_model, sidecar_path
+from ds_parrots.errors import ConfigError
+from helpers import REPO, cpu_env, run_dist_script
 
 pytestmark = [pytest.mark.slow]
 
-CASES = ["dense-z0-ep1", "dense-z1-ep1", "dense-z2-ep1", "dense-z3-ep1",
-         "autoep-z0-ep2", "autoep-z1-ep1", "autoep-z2-ep2", "autoep-z3-ep1", "autoep-z3-ep2",
-         "native-z0-ep2", "native-z1-ep1", "native-z2-ep2"]
+CASES = [
+    "dense-z0-ep1",
+    "dense-z1-ep1",
+    "dense-z2-ep1",
+    "dense-z3-ep1",
+    "autoep-z0-ep2",
+    "autoep-z1-ep1",
+    "autoep-z2-ep2",
+    "autoep-z3-ep1",
+    "autoep-z3-ep2",
+    "native-z0-ep2",
+    "native-z1-ep1",
+    "native-z2-ep2",
+]
 BF16_CASES = ["autoep-z1-ep2-bf16", "autoep-z3-ep2-bf16", "native-z2-ep2-bf16"]
 
 
@@ -32,8 +42,14 @@ def saved(tmp_path_factory):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "ds_parrots.cli", *args], cwd=REPO, env=cpu_env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ds_parrots.cli", *args],
+        cwd=REPO,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def logits_error(model, run_dir):
@@ -61,7 +77,7 @@ def test_bf16_runs_consolidate_their_fp32_master_weights(saved, case):
     assert w.dtype == torch.float32 and not torch.equal(w, w.bfloat16().float())
     model, _ = load_model(saved / case, dtype=torch.bfloat16)
     err, _ = logits_error(model, saved / case)
-    assert err <= 2 * 2 ** -8  # 2 bf16 ulps at this scale; a misplaced expert costs ~0.03
+    assert err <= 2 * 2**-8  # 2 bf16 ulps at this scale; a misplaced expert costs ~0.03
 
 
 @pytest.mark.multirank
@@ -115,6 +131,15 @@ def test_loading_never_runs_code_from_a_checkpoint(saved, tmp_path):
     states = run / "checkpoints" / "step00000002" / "mp_rank_00_model_states.pt"
     with open(states, "wb") as f:
         pickle.dump({"module": Exploit()}, f)
+    with pytest.raises(ConfigError, match="mp_rank_00_model_states.pt is .* bytes"):
+        consolidated_state(run)  # the file no longer matches the completion marker's record of it
+    # Whoever can plant a file can rewrite the marker too: then weights_only loading is what refuses it.
+    from ds_parrots.training.checkpoint_manifest import COMPLETE_FILE, digest
+
+    complete = states.parent / COMPLETE_FILE
+    body = json.loads(complete.read_text())
+    body["checksums"][states.name] = digest(states)
+    complete.write_text(json.dumps(body))
     with pytest.raises(ConfigError, match="weights_only"):
         consolidated_state(run)
     assert not marker.exists()

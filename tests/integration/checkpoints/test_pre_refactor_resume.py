@@ -2,7 +2,6 @@
 (tests/fixtures/pre_refactor_runs/README.md says how they were made; their consolidation is checked in
 tests/unit/checkpoints/test_pre_refactor_consolidation.py)."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,16 +19,42 @@ RUNS = {"autoep-ep2": 2, "native-1rank": 1, "dense-z3": 1}
 def _command(name: str, out_dir: Path) -> list[str]:
     saved = json.loads((FIXTURES / name / "config.json").read_text())
     preset = "tiny-moe" if saved["model"]["num_experts"] > 1 else "tiny-dense"
-    args = ["phonebook", "--preset", preset, "--model.d-model", "32", "--model.ffn-dim", "32", "--model.n-layers",
-            "1", "--task.book-size", "40", "--train.steps", "6", "--train.global-batch", "8", "--train.save-every",
-            "3", "--train.no-progress", "--train.out-dir", str(out_dir), "--optim.lr", "3e-3",
-            "--train.zero-stage", str(saved["train"]["zero_stage"]), "--train.run-name", name]
+    args = [
+        "phonebook",
+        "--preset",
+        preset,
+        "--model.d-model",
+        "32",
+        "--model.ffn-dim",
+        "32",
+        "--model.n-layers",
+        "1",
+        "--task.book-size",
+        "40",
+        "--train.steps",
+        "6",
+        "--train.global-batch",
+        "8",
+        "--train.save-every",
+        "3",
+        "--train.no-progress",
+        "--train.out-dir",
+        str(out_dir),
+        "--optim.lr",
+        "3e-3",
+        "--train.zero-stage",
+        str(saved["train"]["zero_stage"]),
+        "--train.run-name",
+        name,
+    ]
     if saved["model"]["num_experts"] > 1:
         args += ["--moe.backend", saved["moe"]["backend"], "--moe.ep-size", str(saved["moe"]["ep_size"])]
     return args
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.multirank) if RUNS[n] > 1 else n for n in sorted(RUNS)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.multirank) if RUNS[n] > 1 else n for n in sorted(RUNS)]
+)
 def test_old_run_resumes_bit_exactly(tmp_path, name):
     shutil.copytree(FIXTURES / name, tmp_path / name)
     run_train(_command(name, tmp_path) + ["--train.resume"], nproc=RUNS[name])

@@ -18,8 +18,14 @@ TASKS = "arc_easy,hellaswag,piqa,winogrande"
 
 
 def _cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "ds_parrots.cli", *map(str, args)], cwd=REPO, env=cpu_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ds_parrots.cli", *map(str, args)],
+        cwd=REPO,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
@@ -29,12 +35,36 @@ def run(tmp_path_factory):
     tok = train_tiny(root)
     (root / "c.txt").write_text("\n".join(english_lines(200, seed=1)) + "\n")
     _cli("prepare", "--input", root / "c.txt", "--tokenizer", tok.path, "--output", root / "data" / "a")
-    (root / "mix.json").write_text(json.dumps({"name": "m", "sources": [{"name": "a", "path": "data/a",
-                                                                         "weight": 1.0}]}))
-    _cli("train", "pretrain", "--preset", "tiny-moe", "--data.mixture", root / "mix.json", "--data.data-root", root,
-         "--data.tokenizer", tok.path, "--data.seq-len", "64", "--data.val-sequences", "1", "--train.steps", "3",
-         "--train.global-batch", "4", "--train.micro-batch", "4", "--train.out-dir", root / "runs", "--train.run-name", "r",
-         "--train.no-progress")
+    (root / "mix.json").write_text(
+        json.dumps({"name": "m", "sources": [{"name": "a", "path": "data/a", "weight": 1.0}]})
+    )
+    _cli(
+        "train",
+        "pretrain",
+        "--preset",
+        "tiny-moe",
+        "--data.mixture",
+        root / "mix.json",
+        "--data.data-root",
+        root,
+        "--data.tokenizer",
+        tok.path,
+        "--data.seq-len",
+        "64",
+        "--data.val-sequences",
+        "1",
+        "--train.steps",
+        "3",
+        "--train.global-batch",
+        "4",
+        "--train.micro-batch",
+        "4",
+        "--train.out-dir",
+        root / "runs",
+        "--train.run-name",
+        "r",
+        "--train.no-progress",
+    )
     run_dir = root / "runs" / "r"
     _cli("consolidate", run_dir, "--out", root / "m.safetensors")
     _cli("export-hf", run_dir, "--out", root / "hf")
@@ -44,10 +74,30 @@ def run(tmp_path_factory):
 def evaluate(checkpoint, out, nproc=1):
     # Batch size 1: a request's log-likelihood never depends on which others share its batch (padded batches
     # round differently in the last bits, and a barely trained model's choices are near ties).
-    args = [str(checkpoint), "--tasks", TASKS, "--bench-dir", str(out.parent.parent / "bench"), "--few-shot", "1",
-            "--batch-size", "1", "--bootstrap-iters", "0", "--out", str(out), "--no-progress"]
-    proc = subprocess.run(launch_cmd(EVAL_CLI, args, nproc), cwd=REPO, env=cpu_env(), capture_output=True,
-                          text=True, timeout=600)
+    args = [
+        str(checkpoint),
+        "--tasks",
+        TASKS,
+        "--bench-dir",
+        str(out.parent.parent / "bench"),
+        "--few-shot",
+        "1",
+        "--batch-size",
+        "1",
+        "--bootstrap-iters",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.run(
+        launch_cmd(EVAL_CLI, args, nproc),
+        cwd=REPO,
+        env=cpu_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text())
 

@@ -45,15 +45,27 @@ def test_scores_and_picks_equal_lm_eval_hf(setup, kind, shots):
     model = tiny_model(kind, 400)
     folder = export(model, tok_model, root / f"hf-{kind}-{shots}")
     tasks = plan(TASKS, bench, {t: shots for t in TASKS})
-    ours = evaluate_tasks(ParrotLM(model, from_hf_folder(folder), batch_size=4, progress=False), tasks,
-                          limit=4, log_samples=True, bootstrap_iters=0)
-    theirs = evaluate_tasks(HFLM(pretrained=str(folder), batch_size=4, device="cpu", dtype="float32"), tasks,
-                            limit=4, log_samples=True, bootstrap_iters=0)
+    ours = evaluate_tasks(
+        ParrotLM(model, from_hf_folder(folder), batch_size=4, progress=False),
+        tasks,
+        limit=4,
+        log_samples=True,
+        bootstrap_iters=0,
+    )
+    theirs = evaluate_tasks(
+        HFLM(pretrained=str(folder), batch_size=4, device="cpu", dtype="float32"),
+        tasks,
+        limit=4,
+        log_samples=True,
+        bootstrap_iters=0,
+    )
     for task in [t.task for t in tasks]:
         a, b = ours["results"][task], theirs["results"][task]
         for key in [k for k in b if "," in k and "stderr" not in k]:
             assert a[key] == b[key], (task, key, a[key], b[key])
         assert _picks(ours["samples"][task]) == _picks(theirs["samples"][task]), task
         # lm-eval built the same requests for both: same prompts, same few-shot exemplars.
-        assert [s["arguments"] for s in ours["samples"][task]] == [s["arguments"] for s in theirs["samples"][task]]
+        assert [s["arguments"] for s in ours["samples"][task]] == [
+            s["arguments"] for s in theirs["samples"][task]
+        ]
     assert ours["configs"]["gsm8k"]["num_fewshot"] == shots

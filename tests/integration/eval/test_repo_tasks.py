@@ -37,26 +37,65 @@ def test_repo_tasks_load_local_files_and_score_hand_checked_answers(tmp_path):
     from ds_parrots_eval.harness.task_files import plan
 
     bench = tmp_path / "bench"
-    hotpot = [{"id": "h1", "question": "Which city hosts the Louvre?", "answer": "Paris", "type": "bridge",
-               "level": "easy"},
-              {"id": "h2", "question": "Who wrote Hamlet?", "answer": "William Shakespeare", "type": "bridge",
-               "level": "easy"}]
+    hotpot = [
+        {
+            "id": "h1",
+            "question": "Which city hosts the Louvre?",
+            "answer": "Paris",
+            "type": "bridge",
+            "level": "easy",
+        },
+        {
+            "id": "h2",
+            "question": "Who wrote Hamlet?",
+            "answer": "William Shakespeare",
+            "type": "bridge",
+            "level": "easy",
+        },
+    ]
     write_split(bench, "hotpotqa", "validation", hotpot)
     write_split(bench, "hotpotqa", "train", hotpot)
     # ComplexWebQuestions: every alias is gold; parquet-style struct of lists and JSON list of objects alike.
-    cwq = [{"ID": "c1", "question": "what is the capital of the country where the euro started",
-            "answers": [{"answer": "Brussels", "aliases": ["City of Brussels"], "answer_id": "m.1"}]},
-           {"ID": "c2", "question": "what language is spoken where the tango was born",
-            "answers": {"answer": ["Spanish"], "aliases": [["Castilian"]], "answer_id": ["m.2"]}}]
+    cwq = [
+        {
+            "ID": "c1",
+            "question": "what is the capital of the country where the euro started",
+            "answers": [{"answer": "Brussels", "aliases": ["City of Brussels"], "answer_id": "m.1"}],
+        },
+        {
+            "ID": "c2",
+            "question": "what language is spoken where the tango was born",
+            "answers": {"answer": ["Spanish"], "aliases": [["Castilian"]], "answer_id": ["m.2"]},
+        },
+    ]
     write_split(bench, "complexwebquestions", "validation", cwq)
-    gsm_hard = [{"input": "A parrot has 1234567 seeds and eats 7. How many are left?", "target": 1234560.0,
-                 "code": ""},
-                {"input": "Two parrots each have 2.5 apples. How many apples in all?", "target": 5.0, "code": ""}]
+    gsm_hard = [
+        {
+            "input": "A parrot has 1234567 seeds and eats 7. How many are left?",
+            "target": 1234560.0,
+            "code": "",
+        },
+        {"input": "Two parrots each have 2.5 apples. How many apples in all?", "target": 5.0, "code": ""},
+    ]
     write_split(bench, "gsm_hard", "train", gsm_hard)
-    svamp = [{"ID": "s1", "Body": "There are 5 birds on a tree. 3 more come.", "Question": "How many birds?",
-              "Equation": "( 5.0 + 3.0 )", "Answer": 8.0, "Type": "Addition"},
-             {"ID": "s2", "Body": "Tom had 10 seeds and gave away 4.", "Question": "How many seeds are left?",
-              "Equation": "( 10.0 - 4.0 )", "Answer": 6.0, "Type": "Subtraction"}]
+    svamp = [
+        {
+            "ID": "s1",
+            "Body": "There are 5 birds on a tree. 3 more come.",
+            "Question": "How many birds?",
+            "Equation": "( 5.0 + 3.0 )",
+            "Answer": 8.0,
+            "Type": "Addition",
+        },
+        {
+            "ID": "s2",
+            "Body": "Tom had 10 seeds and gave away 4.",
+            "Question": "How many seeds are left?",
+            "Equation": "( 10.0 - 4.0 )",
+            "Answer": 6.0,
+            "Type": "Subtraction",
+        },
+    ]
     write_split(bench, "svamp", "test", svamp)
     write_split(bench, "svamp", "train", svamp)
     replies = {
@@ -69,8 +108,11 @@ def test_repo_tasks_load_local_files_and_score_hand_checked_answers(tmp_path):
         "5 birds": " 5 + 3 = 8\n#### 8",
         "10 seeds": " 10 - 4 = 6\n#### 6",
     }
-    tasks = plan(["hotpotqa", "complexwebquestions", "gsm_hard", "svamp"], bench,
-                 {"hotpotqa": 1, "complexwebquestions": 0, "gsm_hard": 1, "svamp": 1})
+    tasks = plan(
+        ["hotpotqa", "complexwebquestions", "gsm_hard", "svamp"],
+        bench,
+        {"hotpotqa": 1, "complexwebquestions": 0, "gsm_hard": 1, "svamp": 1},
+    )
     lm = Scripted(replies)
     report = shape(evaluate_tasks(lm, tasks, bootstrap_iters=0), tasks)
     scores = {name: t["score"] for name, t in report["tasks"].items()}

@@ -7,15 +7,24 @@ import json
 import pytest
 import torch
 
-from ds_parrots.errors import ConfigError
-from ds_parrots.config import MoEConfig, ModelConfig
 from ds_parrots.checkpoints.hf_export import export_hf
+from ds_parrots.config import ModelConfig
+from ds_parrots.errors import ConfigError
 from ds_parrots.models import build_model
 
 transformers = pytest.importorskip("transformers")
 
-DENSE = ModelConfig(vocab_size=100, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96, max_seq_len=64,
-                    rope_theta=500.0, norm_eps=1e-6)
+DENSE = ModelConfig(
+    vocab_size=100,
+    d_model=64,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    ffn_dim=96,
+    max_seq_len=64,
+    rope_theta=500.0,
+    norm_eps=1e-6,
+)
 MOE = dataclasses.replace(DENSE, num_experts=4, top_k=2)
 TIED = dataclasses.replace(DENSE, tie_embeddings=True)
 
@@ -36,8 +45,11 @@ def hf_logits(out_dir, ids):
         return hf, hf(input_ids=ids).logits
 
 
-@pytest.mark.parametrize("cfg,arch", [(DENSE, "MistralForCausalLM"), (MOE, "MixtralForCausalLM"),
-                                      (TIED, "MistralForCausalLM")], ids=["dense", "moe", "tied"])
+@pytest.mark.parametrize(
+    "cfg,arch",
+    [(DENSE, "MistralForCausalLM"), (MOE, "MixtralForCausalLM"), (TIED, "MistralForCausalLM")],
+    ids=["dense", "moe", "tied"],
+)
 def test_transformers_gives_our_logits(tmp_path, cfg, arch):
     model = make_model(cfg)
     export_hf(model.state_dict(), cfg, tmp_path / "hf")
@@ -57,14 +69,20 @@ def test_moe_export_is_the_hub_mixtral_layout(tmp_path):
     export_hf(model.state_dict(), MOE, tmp_path / "hf")
     with safe_open(str(tmp_path / "hf" / "model.safetensors"), "pt") as f:
         names = set(f.keys())
-        w1, w3 = f.get_tensor("model.layers.1.block_sparse_moe.experts.2.w1.weight"), \
-            f.get_tensor("model.layers.1.block_sparse_moe.experts.2.w3.weight")
+        w1, w3 = (
+            f.get_tensor("model.layers.1.block_sparse_moe.experts.2.w1.weight"),
+            f.get_tensor("model.layers.1.block_sparse_moe.experts.2.w3.weight"),
+        )
     gate_up = model.state_dict()["model.layers.1.mlp.experts.gate_up_proj"][2]
     assert torch.equal(torch.cat([w1, w3]), gate_up)  # w1 = gate rows, w3 = up rows
     assert "model.layers.0.block_sparse_moe.gate.weight" in names
     assert not any(".mlp." in n for n in names)
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert (config["num_local_experts"], config["num_experts_per_tok"], config["sliding_window"]) == (4, 2, None)
+    assert (config["num_local_experts"], config["num_experts_per_tok"], config["sliding_window"]) == (
+        4,
+        2,
+        None,
+    )
     assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 500.0
 
 
@@ -75,7 +93,9 @@ def test_large_exports_are_sharded_with_an_index(tmp_path):
     files = sorted(set(index["weight_map"].values()))
     assert len(files) > 2 and not (tmp_path / "hf" / "model.safetensors").exists()
     assert all((tmp_path / "hf" / f).is_file() for f in files)
-    assert len(index["weight_map"]) == 2 * (6 + 1 + 3 * 4) + 3  # per layer: attention + norms, router, experts
+    assert (
+        len(index["weight_map"]) == 2 * (6 + 1 + 3 * 4) + 3
+    )  # per layer: attention + norms, router, experts
     ids = torch.randint(0, MOE.vocab_size, (1, 16))
     _, theirs = hf_logits(tmp_path / "hf", ids)
     with torch.no_grad():
@@ -108,7 +128,12 @@ def test_sentencepiece_tokenizer_gives_sentencepiece_ids(tmp_path, sp):
     export_hf(make_model(cfg).state_dict(), cfg, tmp_path / "hf", tokenizer=sp)
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     # A leading space, runs of spaces, a newline and unseen characters (byte fallback) included.
-    for text in english_lines(20, seed=5) + [" leading space", "two  spaces\tand a tab ", "line\nbreak", "Ωmega 😀"]:
+    for text in english_lines(20, seed=5) + [
+        " leading space",
+        "two  spaces\tand a tab ",
+        "line\nbreak",
+        "Ωmega 😀",
+    ]:
         assert tok(text)["input_ids"] == sp.encode(text), text
         assert tok.decode(sp.encode(text)) == text
     assert (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id) == (sp.bos_id, sp.eos_id, sp.unk_id)
@@ -141,11 +166,21 @@ def test_task_tokenizer_round_trips_ids(tmp_path, task):
     assert (auto.pad_token_id, auto.bos_token_id, auto.eos_token_id) == (0, 1, 2)
 
 
-@pytest.mark.parametrize("change,named", [
-    (lambda sd: sd.pop("model.layers.1.self_attn.k_proj.weight"), "model.layers.1.self_attn.k_proj.weight"),
-    (lambda sd: sd.__setitem__("model.norm.weight", torch.ones(65)), "model.norm.weight"),
-    (lambda sd: sd.__setitem__("model.layers.9.mlp.up_proj.weight", torch.ones(1)), "model.layers.9.mlp.up_proj"),
-], ids=["missing", "shape", "extra"])
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (
+            lambda sd: sd.pop("model.layers.1.self_attn.k_proj.weight"),
+            "model.layers.1.self_attn.k_proj.weight",
+        ),
+        (lambda sd: sd.__setitem__("model.norm.weight", torch.ones(65)), "model.norm.weight"),
+        (
+            lambda sd: sd.__setitem__("model.layers.9.mlp.up_proj.weight", torch.ones(1)),
+            "model.layers.9.mlp.up_proj",
+        ),
+    ],
+    ids=["missing", "shape", "extra"],
+)
 def test_a_state_dict_that_does_not_match_the_config_is_refused_by_name(tmp_path, change, named):
     state = make_model(DENSE).state_dict()
     change(state)
@@ -180,22 +215,34 @@ def test_a_failed_export_leaves_the_old_folder_and_no_temporary_files(tmp_path):
 
 
 def test_cli_exports_a_consolidated_task_checkpoint(tmp_path, capsys):
-    from ds_parrots.cli.main import main
-    from ds_parrots.checkpoints.load import FORMAT, VERSION
     from ds_parrots.checkpoints.consolidate import save_consolidated
+    from ds_parrots.checkpoints.load import FORMAT, VERSION
+    from ds_parrots.cli.main import main
     from ds_parrots.tasks import PhonebookConfig, build_task
 
     task_cfg = PhonebookConfig(book_size=10, first_names=10, last_names=10, num_queries=5)
     cfg = dataclasses.replace(MOE, vocab_size=build_task("phonebook", task_cfg).tokenizer.vocab_size)
     model = make_model(cfg)
-    meta = {"format": FORMAT, "version": VERSION, "model": dataclasses.asdict(cfg), "task_name": "phonebook",
-            "task_config": dataclasses.asdict(task_cfg), "tokenizer": None}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": dataclasses.asdict(cfg),
+        "task_name": "phonebook",
+        "task_config": dataclasses.asdict(task_cfg),
+        "tokenizer": None,
+    }
     ckpt = save_consolidated(model.state_dict(), meta, tmp_path / "run.safetensors")
     assert main(["export-hf", str(ckpt), "--out", str(tmp_path / "hf"), "--dtype", "bfloat16"]) == 0
     assert "MixtralForCausalLM" in capsys.readouterr().out
     names = {p.name for p in (tmp_path / "hf").iterdir()}
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-            "tokenizer_config.json", "special_tokens_map.json"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    } <= names
     assert main(["export-hf", str(ckpt), "--out", str(tmp_path / "hf")]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
@@ -206,8 +253,16 @@ def test_exported_folder_loads_back_for_evaluation(tmp_path):
 
     for experts in (1, 4):
         torch.manual_seed(3)
-        cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, num_experts=experts,
-                          top_k=2, max_seq_len=16)
+        cfg = ModelConfig(
+            vocab_size=50,
+            d_model=32,
+            n_layers=2,
+            n_heads=4,
+            n_kv_heads=2,
+            num_experts=experts,
+            top_k=2,
+            max_seq_len=16,
+        )
         ours = build_model(cfg).eval()
         export_hf(ours.state_dict(), cfg, tmp_path / f"e{experts}")
         back, meta = load_model(tmp_path / f"e{experts}")

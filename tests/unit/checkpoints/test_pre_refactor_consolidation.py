@@ -4,12 +4,10 @@ tests/integration/checkpoints/test_pre_refactor_resume.py)."""
 
 import hashlib
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_train
+from helpers import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "pre_refactor_runs"
 RUNS = {"autoep-ep2": 2, "native-1rank": 1, "dense-z3": 1}

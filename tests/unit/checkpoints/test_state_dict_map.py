@@ -14,10 +14,27 @@ from ds_parrots.config import ModelConfig
 from ds_parrots.errors import ConfigError
 from ds_parrots.models import build_model
 
-MOE = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=48, num_experts=8,
-                  top_k=2, max_seq_len=16)
-DENSE_TIED = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=48, max_seq_len=16,
-                         tie_embeddings=True)
+MOE = ModelConfig(
+    vocab_size=50,
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    ffn_dim=48,
+    num_experts=8,
+    top_k=2,
+    max_seq_len=16,
+)
+DENSE_TIED = ModelConfig(
+    vocab_size=50,
+    d_model=32,
+    n_layers=2,
+    n_heads=4,
+    n_kv_heads=2,
+    ffn_dim=48,
+    max_seq_len=16,
+    tie_embeddings=True,
+)
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "pre_refactor_runs"
 
 
@@ -47,13 +64,22 @@ def test_hf_names_and_shapes_are_those_transformers_saves(tmp_path, cfg):
     transformers = pytest.importorskip("transformers")
     from safetensors import safe_open
 
-    sizes = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ffn,
-                 num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
-                 num_key_value_heads=cfg.kv_heads, max_position_embeddings=cfg.max_seq_len,
-                 tie_word_embeddings=cfg.tie_embeddings)
+    sizes = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.ffn,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.max_seq_len,
+        tie_word_embeddings=cfg.tie_embeddings,
+    )
     if cfg.is_moe:
-        model = transformers.MixtralForCausalLM(transformers.MixtralConfig(
-            num_local_experts=cfg.num_experts, num_experts_per_tok=cfg.top_k, **sizes))
+        model = transformers.MixtralForCausalLM(
+            transformers.MixtralConfig(
+                num_local_experts=cfg.num_experts, num_experts_per_tok=cfg.top_k, **sizes
+            )
+        )
     else:
         model = transformers.MistralForCausalLM(transformers.MistralConfig(**sizes))
     # save_pretrained writes the Hub layout whatever layout the installed transformers keeps in memory.
@@ -69,7 +95,8 @@ def test_hf_names_and_shapes_are_those_transformers_saves(tmp_path, cfg):
 def test_hf_experts_go_out_one_expert_at_a_time():
     names = [k for k, _ in sdm.to_hf(random_state(MOE), MOE) if ".experts.0." in k or ".experts.1." in k]
     assert names[:3] == [f"model.layers.0.block_sparse_moe.experts.0.w{i}.weight" for i in (1, 3)] + [
-        "model.layers.0.block_sparse_moe.experts.1.w1.weight"]
+        "model.layers.0.block_sparse_moe.experts.1.w1.weight"
+    ]
 
 
 @pytest.mark.parametrize("ep_size", [1, 2])
@@ -81,8 +108,8 @@ def test_native_pieces_of_all_ranks_give_ours_back(ep_size):
         expert = "model.layers.1.mlp.moe.deepspeed_moe.experts.deepspeed_experts"
         assert f"{expert}.{local}.gate_proj.weight" not in piece
         gate_up = state["model.layers.1.mlp.experts.gate_up_proj"][rank * local + local - 1]
-        assert torch.equal(piece[f"{expert}.{local - 1}.gate_proj.weight"], gate_up[:MOE.ffn])
-        assert torch.equal(piece[f"{expert}.{local - 1}.up_proj.weight"], gate_up[MOE.ffn:])
+        assert torch.equal(piece[f"{expert}.{local - 1}.gate_proj.weight"], gate_up[: MOE.ffn])
+        assert torch.equal(piece[f"{expert}.{local - 1}.up_proj.weight"], gate_up[MOE.ffn :])
     assert_same(sdm.from_native(pieces, MOE, ep_size), state)
     # Four ranks at ep 2: ranks 2 and 3 hold the experts of ranks 0 and 1 again.
     if ep_size == 2:
@@ -95,11 +122,19 @@ def test_native_names_and_shapes_are_deepspeeds():
 
     from ds_parrots.models.feed_forward import SwiGLU
 
-    layer = MoE(hidden_size=MOE.d_model, expert=SwiGLU(MOE.d_model, MOE.ffn), num_experts=MOE.num_experts,
-                ep_size=2, k=MOE.top_k)
+    layer = MoE(
+        hidden_size=MOE.d_model,
+        expert=SwiGLU(MOE.d_model, MOE.ffn),
+        num_experts=MOE.num_experts,
+        ep_size=2,
+        k=MOE.top_k,
+    )
     want = {f"model.layers.0.mlp.moe.{k}": tuple(v.shape) for k, v in layer.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in sdm.to_native(random_state(MOE), MOE, 2, 1).items()
-           if k.startswith("model.layers.0.mlp.")}
+    got = {
+        k: tuple(v.shape)
+        for k, v in sdm.to_native(random_state(MOE), MOE, 2, 1).items()
+        if k.startswith("model.layers.0.mlp.")
+    }
     assert got == want
 
 
@@ -109,12 +144,16 @@ def test_autoep_round_trip_and_deepspeeds_shapes():
 
     state = random_state(MOE)
     autoep = sdm.to_autoep(state, MOE)
-    experts = GroupedExperts(dim=MOE.d_model, hidden_dim=MOE.ffn, num_experts=MOE.num_experts, use_grouped_mm=False)
+    experts = GroupedExperts(
+        dim=MOE.d_model, hidden_dim=MOE.ffn, num_experts=MOE.num_experts, use_grouped_mm=False
+    )
     for name, t in experts.state_dict().items():
         assert tuple(autoep[f"model.layers.0.mlp.experts.{name}"].shape) == tuple(t.shape)
     assert autoep["model.layers.0.mlp.router.gate.weight"].shape == (MOE.num_experts, MOE.d_model)
     # AutoEP's module repeats its router under mlp.gate.gate: read once.
-    aliased = dict(autoep, **{"model.layers.0.mlp.gate.gate.weight": autoep["model.layers.0.mlp.router.gate.weight"]})
+    aliased = dict(
+        autoep, **{"model.layers.0.mlp.gate.gate.weight": autoep["model.layers.0.mlp.router.gate.weight"]}
+    )
     assert_same(sdm.from_autoep(aliased, MOE), state)
 
 
@@ -146,8 +185,12 @@ def test_missing_or_surplus_experts_are_refused_by_name():
     lacks = r"lacks experts \[5\] of model\.layers\.1\.mlp\.experts\.gate_up_proj \(up\)"
     with pytest.raises(ConfigError, match=lacks):
         sdm.from_hf(hf, MOE)
-    with pytest.raises(ConfigError, match="holds expert 4 of model.layers.0.mlp.experts.gate_up_proj, but the"):
-        sdm.from_native([sdm.to_native(state, MOE, 1, 0)], ModelConfig(**{**MOE.__dict__, "num_experts": 4}), 1)
+    with pytest.raises(
+        ConfigError, match="holds expert 4 of model.layers.0.mlp.experts.gate_up_proj, but the"
+    ):
+        sdm.from_native(
+            [sdm.to_native(state, MOE, 1, 0)], ModelConfig(**{**MOE.__dict__, "num_experts": 4}), 1
+        )
 
 
 def test_dense_state_is_the_same_in_every_layout():
@@ -159,7 +202,10 @@ def test_dense_state_is_the_same_in_every_layout():
 
 # --- the version gate of the DeepSpeed checkpoint reader -------------------------------------------------
 
-GATED = {"native-1rank": "mp_rank_00_model_states.pt", "dense-z3": "zero_pp_rank_0_mp_rank_00_model_states.pt"}
+GATED = {
+    "native-1rank": "mp_rank_00_model_states.pt",
+    "dense-z3": "zero_pp_rank_0_mp_rank_00_model_states.pt",
+}
 
 
 def _read(run_dir: Path) -> dict:
@@ -167,7 +213,9 @@ def _read(run_dir: Path) -> dict:
 
     config = json.loads((run_dir / "config.json").read_text())
     cfg = ModelConfig(**config["model"])
-    return read_checkpoint(run_dir / "checkpoints" / "step00000003", cfg, (config.get("moe") or {}).get("ep_size", 1))
+    return read_checkpoint(
+        run_dir / "checkpoints" / "step00000003", cfg, (config.get("moe") or {}).get("ep_size", 1)
+    )
 
 
 def _rewrite_version(path: Path, version: str) -> None:

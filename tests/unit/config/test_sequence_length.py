@@ -28,10 +28,28 @@ def test_a_shorter_max_seq_len_is_refused_in_one_line():
 def test_synthetic_tasks_keep_a_longer_window_and_refuse_a_shorter_one():
     run = parse(["phonebook", "--preset", "tiny-moe", "--task.book-size", "10"])
     needed = sized_model("phonebook", run).max_seq_len
-    longer = parse(["phonebook", "--preset", "tiny-moe", "--task.book-size", "10", "--model.max-seq-len",
-                    str(needed + 40)])
+    longer = parse(
+        [
+            "phonebook",
+            "--preset",
+            "tiny-moe",
+            "--task.book-size",
+            "10",
+            "--model.max-seq-len",
+            str(needed + 40),
+        ]
+    )
     assert sized_model("phonebook", longer).max_seq_len == needed + 40
-    shorter = parse(["phonebook", "--preset", "tiny-moe", "--task.book-size", "10", "--model.max-seq-len",
-                     str(needed - 1)])
+    shorter = parse(
+        [
+            "phonebook",
+            "--preset",
+            "tiny-moe",
+            "--task.book-size",
+            "10",
+            "--model.max-seq-len",
+            str(needed - 1),
+        ]
+    )
     with pytest.raises(ConfigError, match="shorter than the task's longest example"):
         sized_model("phonebook", shorter)

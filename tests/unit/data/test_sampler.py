@@ -138,9 +138,9 @@ def test_a_source_too_small_for_its_validation_share_is_an_error():
 @pytest.mark.parametrize(
     "sources,message",
     [
-        ([{"path": "x", "weight": 0}], "weights must be numbers > 0"),
-        ([{"path": "x", "weight": -1}], "weights must be numbers > 0"),
-        ([{"path": "x", "weight": "a lot"}], "weights must be numbers > 0"),
+        ([{"path": "x", "weight": 0}], "weights must be finite numbers > 0"),
+        ([{"path": "x", "weight": -1}], "weights must be finite numbers > 0"),
+        ([{"path": "x", "weight": "a lot"}], "weights must be finite numbers > 0"),
         ([{"weight": 1}], "needs a 'path'"),
         ([], "non-empty 'sources'"),
         ([{"path": "x", "name": "n"}, {"path": "y", "name": "n"}], "appears twice"),

@@ -16,7 +16,7 @@ from eval_bench_files import arc, gsm8k, piqa, write_split
 def test_every_benchmark_names_an_existing_lm_eval_or_repo_task():
     assert len(BENCHMARKS) == 19  # the issue says 18 but lists 19: 5 world knowledge, 9 commonsense, 5 math
     for bench in BENCHMARKS.values():
-        for subject in (["algebra"] if bench.subjects else [None]):
+        for subject in ["algebra"] if bench.subjects else [None]:
             assert bench.yaml_path(subject).is_file(), bench.name
     assert BENCHMARKS["siqa"].task_name == "social_iqa" and BENCHMARKS["webquestions"].task_name == "webqs"
     assert len(BENCHMARKS["hendrycks_math"].lm_eval_tasks()) == 7
@@ -58,7 +58,11 @@ def test_gsm8k_gap_task_scores_the_training_split(tmp_path):
     write_split(tmp_path, "gsm8k", "test", [gsm8k(0)])
     write_split(tmp_path, "gsm8k", "train", [gsm8k(1), gsm8k(2)])
     (task,) = plan(["gsm8k"], tmp_path, {"gsm8k": 1}, eval_split="train", suffix="_train")
-    assert task.task == "gsm8k_train" and "test_split: \"train\"" in task.text and "fewshot_split: \"train\"" in task.text
+    assert (
+        task.task == "gsm8k_train"
+        and 'test_split: "train"' in task.text
+        and 'fewshot_split: "train"' in task.text
+    )
 
 
 class _Req:
@@ -81,12 +85,15 @@ def lm(tmp_path_factory):
 
 
 def test_loglikelihood_is_the_direct_sum_and_long_contexts_are_cut_from_the_left(lm):
-    reqs = [_Req(("The parrot", " book")), _Req(("Page one, the phone", " number of the graph")),
-            _Req((" ".join(["memory"] * 40), " path"))]
+    reqs = [
+        _Req(("The parrot", " book")),
+        _Req(("Page one, the phone", " number of the graph")),
+        _Req((" ".join(["memory"] * 40), " path")),
+    ]
     got = lm.loglikelihood(reqs)
     for req, (ll, _) in zip(reqs, got):
         ctx, cont = lm._encode_pair(*req.args)
-        seq = (ctx + cont)[-(lm.max_length + 1):]
+        seq = (ctx + cont)[-(lm.max_length + 1) :]
         logp = torch.log_softmax(lm.model(torch.tensor([seq[:-1]])).float(), -1)[0]
         want = sum(float(logp[len(seq) - 1 - len(cont) + k, t]) for k, t in enumerate(cont))
         assert abs(ll - want) < 1e-4
@@ -105,7 +112,9 @@ def test_context_prefix_eos_starts_every_context_with_eos(lm):
 
 def test_a_generation_prompt_longer_than_the_window_is_an_error_or_lm_evals_cut(lm):
     long = _Req(("The parrot " * 30, {"until": ["\n"], "max_gen_toks": 4, "do_sample": False}), "gsm8k", 3)
-    with pytest.raises(ConfigError, match="document 3 of gsm8k has a .*-token prompt.*--long-prompts truncate"):
+    with pytest.raises(
+        ConfigError, match="document 3 of gsm8k has a .*-token prompt.*--long-prompts truncate"
+    ):
         lm.generate_until([long])
     with pytest.raises(ConfigError, match="generates up to 30 tokens, but the model's window is 24"):
         lm.generate_until([_Req(("x", {"until": ["\n"], "max_gen_toks": 30}))])

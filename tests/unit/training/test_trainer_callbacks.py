@@ -143,9 +143,9 @@ def test_history_equals_the_losses_of_the_steps(tmp_path, process_group):
 
 
 def test_a_step_reads_one_value_on_the_host_between_log_steps(tmp_path, process_group, monkeypatch):
-    # Step metrics stay on the device: between log steps, the Trainer and the step read only the non-finite
-    # flags (one .tolist() of one tensor). Not counted: our ZeRO-0 gradient guard's flag (parallel/health.py) and the expert
-    # kernel's per-layer group sizes (parallel/moe_backends.py: our grouped SwiGLU splits on the host).
+    # Step metrics stay on the device: between log steps, the Trainer and the step read only the per-step
+    # flags (one .tolist() of one tensor). Not counted: our ZeRO-0 gradient guard's flag (parallel/health.py)
+    # and the expert kernel's per-layer group sizes (parallel/moe_backends.py: grouped SwiGLU splits on the host).
     import sys
 
     reads = []
