@@ -18,7 +18,6 @@ import math
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 import tyro
+from machine import describe  # bench/machine.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,24 +120,12 @@ def worker(rank: int, files: list, directory: str, repeats: int, drop: bool, bar
     results[rank] = out
 
 
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-            if line.startswith("Model name")
-        ),
-        "unknown CPU",
-    )
-    return f"{model}, {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-
-
 def main(a: Args) -> None:
     sys.path.insert(0, str(REPO))
     plan = rank_files(a.preset, a.ranks, a.scale)
     gib = sum(n for files in plan for _, n in files) * 4 / 2**30
     print(
-        f"{machine()}\n{a.preset}: {gib:.1f} GiB of checkpoint over {a.ranks} ranks (scale {a.scale})",
+        f"{describe()}\n{a.preset}: {gib:.1f} GiB of checkpoint over {a.ranks} ranks (scale {a.scale})",
         flush=True,
     )
     root = Path(a.out_dir or tempfile.mkdtemp(prefix="bench_checksum_"))

@@ -11,25 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py: this script's folder is on sys.path
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 TASKS = ["arc_easy", "hellaswag", "piqa", "winogrande", "gsm8k"]
-
-
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
-    except OSError:
-        name = "?"
-    return f"{name}, {os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}"
 
 
 def timed(lm, tasks, limit) -> float:
@@ -55,7 +47,7 @@ def main() -> None:
     from eval_bench_files import export, tiny_model, write_bench
     from text_corpus import train_tiny
 
-    print(f"machine: {machine()}; load average before: {os.getloadavg()}")
+    print(f"machine: {describe()}; load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tok = train_tiny(root)

@@ -146,6 +146,8 @@ def main(a: Args) -> None:
         f"rank 1 SIGKILLed while saving step {second}": f"sigkill_in_save@{second}:1",
         f"rank 1 hangs at step {mid}": f"hang@{mid}:1",
         f"NaN loss at step {mid}, --train.on-nonfinite stop": f"nan@{mid}",
+        # Preemption: a real SIGTERM to rank 1 while step `mid` trains; every rank saves that step and exits 75.
+        f"SIGTERM to rank 1 during step {mid} (preemption)": f"sigterm@{mid}:1",
         # The newest checkpoint fails verification (16 flipped bytes in rank 1's optimizer file): the resume
         # falls back to the one before it.
         f"checkpoint {second} corrupted, rank 1 SIGKILLed at step {second + a.save_every // 2}": (
@@ -153,6 +155,9 @@ def main(a: Args) -> None:
         ),
     }
     corrupt = {f"sigkill@{second + a.save_every // 2}:1": second}
+    from machine import describe  # bench/machine.py
+
+    print(describe(), flush=True)
     print(
         f"uninterrupted baseline ({a.nproc} ranks, {a.steps} steps, checkpoint every {a.save_every}) ...",
         flush=True,
@@ -176,8 +181,9 @@ def main(a: Args) -> None:
             raise SystemExit(f"{name}: the resumed run failed:\n{resumed.log[-3000:]}")
         exact = history(root / f"fault{i}") == reference[saved:]
         detect = faulty.seconds - faulty.fault_at if faulty.fault_at is not None else float("nan")
-        # A killed rank had finished its fault step; a hung rank and a NaN step had not.
-        completed = fault_step if fault.startswith("sigkill") else fault_step - 1
+        # A killed rank had finished its fault step, and a signalled one finishes it; a hung rank and a NaN
+        # step had not.
+        completed = fault_step if fault.startswith(("sigkill", "sigterm")) else fault_step - 1
         rows.append(
             (
                 name,

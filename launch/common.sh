@@ -65,8 +65,11 @@ descendants() {
 # after this step and exit 75" (--train.preempt-signals). Why not `exec` the launcher: DeepSpeed's runner does
 # not forward signals (it dies and leaves launch.py and the ranks running, orphaned), and launch.py, which does,
 # SIGKILLs the ranks 30 s later, which can cut a checkpoint save short. A dry run only prints the command.
+# FORWARDED_SIGNAL names the last signal forwarded (empty if none). With FORWARD_TO_LAUNCHER=1 the signal goes
+# to the launcher itself instead (srun, which hands it on to its tasks on every node).
 run_forwarding() {
     dry_run "$@" && return 0
+    FORWARDED_SIGNAL=
     "$@" &
     FORWARD_TO=$!
     local sig
@@ -83,15 +86,36 @@ run_forwarding() {
         break
     done
     trap - TERM INT USR1 USR2
+    if [[ -n "${FORWARD_REPEATER:-}" ]]; then
+        kill "$FORWARD_REPEATER" 2>/dev/null
+        FORWARD_REPEATER=
+    fi
     return "$rc"
 }
 
 forward_signal() {
+    FORWARDED_SIGNAL=$1
+    if [[ "${FORWARD_TO_LAUNCHER:-0}" == 1 ]]; then
+        echo "launch: SIG$1 received; forwarding it to $FORWARD_TO (${FORWARD_NAME:-the launcher})" >&2
+        kill -s "$1" "$FORWARD_TO" 2>/dev/null
+        # A rank still starting up has not installed its handler yet and misses the signal: say it again every
+        # FORWARD_REPEAT_S seconds while the launcher runs (a rank that already has it only notes it again).
+        if [[ -n "${FORWARD_REPEAT_S:-}" && -z "${FORWARD_REPEATER:-}" ]]; then
+            (
+                trap - TERM INT USR1 USR2
+                while sleep "$FORWARD_REPEAT_S" && kill -s "$1" "$FORWARD_TO" 2>/dev/null; do :; done
+            ) &
+            FORWARD_REPEATER=$!
+        fi
+        return 0
+    fi
     local ranks
+    local pid cmdline
     ranks=$(for pid in $(descendants "$FORWARD_TO"); do
-        # A rank runs train.py itself; DeepSpeed's runner and launch.py name it only as an argument.
-        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "ds_parrots/train.py" \
-            && ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "deepspeed.launcher" && echo "$pid"
+        # A rank runs train.py itself; DeepSpeed's runner and launch.py name it only as an argument. A process
+        # may be gone by now: no error, and (under set -e) no failed test as the loop's status.
+        cmdline=$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline") || continue
+        if [[ "$cmdline" == *ds_parrots/train.py* && "$cmdline" != *deepspeed.launcher* ]]; then echo "$pid"; fi
     done)
     echo "launch: SIG$1 received; forwarding it to the ranks (${ranks//$'\n'/ })" >&2
     # shellcheck disable=SC2086  # one pid per word

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from ds_parrots.cli.argv import parse_with_extras
+from ds_parrots.config.checks import number
 from ds_parrots.errors import ConfigError
 from ds_parrots.reproduce.experiments import _header, _phonebook, _points, _shortest_path
 from ds_parrots.reproduce.scales import EXPERIMENTS
@@ -79,8 +80,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     exp = EXPERIMENTS[(args.experiment, args.scale)]
     epochs = exp.epochs if args.epochs is None else args.epochs
-    if epochs <= 0:
-        raise ConfigError(f"--epochs={epochs} must be > 0")
+    number("--epochs", epochs, 0, low_open=True)
     if args.dry_run and args.emit:
         raise ConfigError("--dry-run prints the runs and --emit slurm writes job scripts; choose one")
     root = Path(args.out_dir) / f"{args.experiment}-{args.scale}"

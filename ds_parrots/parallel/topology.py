@@ -24,6 +24,14 @@ from ds_parrots.errors import ConfigError
 # DeepSpeed's own hostfile rule (launcher/runner.py _parse_hostfile): a host, blanks, `slots=<digits>`,
 # anything after that ignored; lines starting with # and blank lines skipped.
 HOSTFILE_LINE = re.compile(r"^(\S+)\s+slots=(\d+)")
+# DeepSpeed would take the first of two slots= on a line and drop the second without a word.
+SLOTS = re.compile(r"(?:^|\s)slots=")
+
+
+def host_key(host: str) -> str:
+    """A host name as DNS compares it: case-insensitive, a trailing dot (the fully qualified form) dropped, so
+    that node1, NODE1 and node1. are one node."""
+    return host.rstrip(".").lower()
 
 
 DEFAULT_SLURM_GPUS = 8
@@ -43,15 +51,19 @@ class TopologyArgs:
     gpus_per_node: Optional[int] = None
     """GPUs (ranks) per node. With --slurm it overrides SLURM_GPUS_ON_NODE / SLURM_GPUS_PER_NODE."""
     slurm: bool = False
-    """Take the nodes from SLURM_JOB_NODELIST and the GPUs per node from SLURM_GPUS_ON_NODE or
-    SLURM_GPUS_PER_NODE (default 8); run inside an allocation."""
+    """Take the nodes from SLURM_JOB_NODELIST and the ranks per node from DS_PARROTS_RANKS_PER_NODE, else the
+    GPUs (SLURM_GPUS_ON_NODE / SLURM_GPUS_PER_NODE), else on CPU-only nodes the tasks per node
+    (SLURM_NTASKS_PER_NODE / SLURM_TASKS_PER_NODE), else 8 GPUs; run inside an allocation."""
+    cpu: bool = False
+    """The ranks are CPU processes (no GPUs): the topology line says CPU ranks instead of GPUs."""
 
 
-def describe_machines(hosts: list[tuple[str, int]]) -> str:
-    """`2 nodes x 8 GPUs = world 16`, or `2 nodes (8 + 4 GPUs) = world 12` when nodes differ."""
+def describe_machines(hosts: list[tuple[str, int]], unit: str = "GPUs") -> str:
+    """`2 nodes x 8 GPUs = world 16`, or `2 nodes (8 + 4 GPUs) = world 12` when nodes differ; `unit` is
+    "CPU ranks" on nodes without GPUs."""
     slots = [s for _, s in hosts]
     nodes = f"{len(hosts)} node{'s' if len(hosts) > 1 else ''}"
-    gpus = f"x {slots[0]} GPUs" if len(set(slots)) == 1 else f"({' + '.join(map(str, slots))} GPUs)"
+    gpus = f"x {slots[0]} {unit}" if len(set(slots)) == 1 else f"({' + '.join(map(str, slots))} {unit})"
     return f"{nodes} {gpus} = world {sum(slots)}"
 
 
@@ -92,14 +104,14 @@ class Topology:
     def global_batch(self) -> int:
         return self.micro_batch * self.accumulation * self.world_size
 
-    def summary(self) -> str:
+    def summary(self, unit: str = "GPUs") -> str:
         if self.num_experts > 1:
             experts = f"expert-parallel {self.ep_size} ({self.num_experts} experts, {self.experts_per_rank} per rank)"
             data = f"data-parallel {self.dp_size} (expert data-parallel {self.expert_dp_size})"
         else:
             experts, data = "expert-parallel 1 (dense)", f"data-parallel {self.dp_size}"
         return (
-            f"topology: {describe_machines(self.hosts)}; {experts}; {data}; micro batch {self.micro_batch} x "
+            f"topology: {describe_machines(self.hosts, unit)}; {experts}; {data}; micro batch {self.micro_batch} x "
             f"accumulation {self.accumulation} x {self.world_size} ranks = global {self.global_batch}"
         )
 
@@ -113,7 +125,7 @@ def parse_hostfile(path) -> list[tuple[str, int]]:
             "(see launch/hostfile.example)"
         )
     hosts: list[tuple[str, int]] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[str, tuple[str, int]] = {}
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -125,17 +137,29 @@ def parse_hostfile(path) -> list[tuple[str, int]]:
                 "comment out the line with #"
             )
         host, slots = match.group(1), int(match.group(2))
-        if host in first_line:
+        if len(SLOTS.findall(line.split("#", 1)[0])) > 1:
             raise ConfigError(
-                f"hostfile {path} line {number}: host {host!r} already listed on line "
-                f"{first_line[host]}; list each node once with all its slots"
+                f"hostfile {path} line {number}: {line!r} gives slots= more than once; give each node one "
+                "slots=N (its GPUs)"
+            )
+        key = host_key(host)
+        if key in first_line:
+            seen, at = first_line[key]
+            same = (
+                ""
+                if seen == host
+                else f" as {seen!r} (names compare case-insensitively, without a trailing dot)"
+            )
+            raise ConfigError(
+                f"hostfile {path} line {number}: host {host!r} already listed on line {at}{same}; list "
+                "each node once with all its slots"
             )
         if slots < 1:
             raise ConfigError(
                 f"hostfile {path} line {number}: {host} has slots={slots}; give slots >= 1 "
                 "(the GPUs to use on that node) or remove the line"
             )
-        first_line[host] = number
+        first_line[key] = (host, number)
         hosts.append((host, slots))
     if not hosts:
         raise ConfigError(
@@ -215,6 +239,42 @@ def slurm_gpus_per_node(env: Mapping[str, str]) -> int:
     return DEFAULT_SLURM_GPUS
 
 
+def slurm_ranks_per_node(env: Mapping[str, str]) -> tuple[int, str]:
+    """(ranks per node, "GPUs" or "CPU ranks") of a SLURM job: DS_PARROTS_RANKS_PER_NODE if set, else one rank
+    per GPU of the node, else (a CPU-only node) one per task of --ntasks-per-node, else 8 GPUs."""
+    gpu_names = ("SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_NODE")
+    unit = "GPUs" if any(env.get(n) for n in gpu_names) else "CPU ranks"
+    given = env.get("DS_PARROTS_RANKS_PER_NODE")
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise ConfigError(
+                f"DS_PARROTS_RANKS_PER_NODE={given!r} is not a count >= 1; set it to the ranks per node"
+            )
+        return int(given), unit
+    if unit == "GPUs":
+        return slurm_gpus_per_node(env), unit
+    for name in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+        value = env.get(name)
+        if value:
+            # SLURM_TASKS_PER_NODE reads like 2(x3),1: the count of the first node.
+            count = re.match(r"\d+", value)
+            if not count or int(count.group()) < 1:
+                raise ConfigError(
+                    f"{name}={value!r} is not a task count >= 1; submit with --ntasks-per-node=N"
+                )
+            return int(count.group()), unit
+    return DEFAULT_SLURM_GPUS, "GPUs"
+
+
+def rank_unit(args: TopologyArgs, env: Mapping[str, str]) -> str:
+    """What a rank is, for the topology line: "CPU ranks" with --cpu or on a CPU-only SLURM job, else "GPUs"."""
+    if args.cpu:
+        return "CPU ranks"
+    if args.slurm and args.gpus_per_node is None:
+        return slurm_ranks_per_node(env)[1]
+    return "GPUs"
+
+
 def machines(args: TopologyArgs, env: Mapping[str, str]) -> list[tuple[str, int]]:
     """(host, ranks) per node from whichever one of --hostfile / --slurm / --gpus-per-node was given."""
     if args.hostfile is not None and args.slurm:
@@ -226,7 +286,7 @@ def machines(args: TopologyArgs, env: Mapping[str, str]) -> list[tuple[str, int]
     if args.slurm:
         if args.num_nodes is not None:
             raise ConfigError("--slurm takes the nodes from SLURM_JOB_NODELIST; drop --num-nodes")
-        gpus = args.gpus_per_node if args.gpus_per_node is not None else slurm_gpus_per_node(env)
+        gpus = args.gpus_per_node if args.gpus_per_node is not None else slurm_ranks_per_node(env)[0]
         if gpus < 1:
             raise ConfigError(f"--gpus-per-node={gpus} must be >= 1")
         return [(host, gpus) for host in slurm_hosts(env)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ds_parrots.errors import ConfigError
+from ds_parrots.errors import ConfigError, RunPreempted
 from ds_parrots.sweep.grids import GRIDS
 from ds_parrots.sweep.plan import TRAIN_PY, PlannedRun
 
@@ -41,6 +42,9 @@ SBATCH = """#!/bin/bash
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node={gpus}
 #SBATCH --output={logs}/%x-%j.out
+#SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 {extra}set -euo pipefail
 cd {cwd}
 run_dir={run_dir}
@@ -92,6 +96,53 @@ def emit_slurm(
     print(f"wrote {len(runs)} job scripts to {slurm}; submit them with: bash {submit}")
 
 
+# What a scheduler sends before it stops a job: handed on to the run, whose ranks save a checkpoint and exit 75.
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def ranks(pid: int) -> list[int]:
+    """The training processes at or below `pid`: train.py itself, or the ranks under the deepspeed launcher
+    (whose runner would die of the signal and orphan them; launch/common.sh forwards the same way)."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for p in procs:
+        try:
+            cmdline = p.cmdline()
+        except psutil.Error:
+            continue
+        if any(a.endswith("train.py") for a in cmdline) and "deepspeed.launcher" not in " ".join(cmdline):
+            found.append(p.pid)
+    return found
+
+
+def run_forwarding(cmd: list[str], log, env: dict) -> tuple[int, str]:
+    """Run `cmd` with its output to `log`, handing SIGTERM / SIGUSR1 to it (the deepspeed launcher hands them to
+    the ranks); (its exit code, the name of the signal this process received or "")."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    received = []
+
+    def forward(signum, frame):
+        received.append(signal.Signals(signum).name)
+        for pid in ranks(proc.pid):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in PREEMPT_SIGNALS}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return rc, received[0] if received else ""
+
+
 def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
     """Train the runs one after another here; 0 if all succeeded (or were already done), else 1."""
     from ds_parrots.training.checkpoint import latest_tag
@@ -120,11 +171,18 @@ def execute(out: Path, gpus: int, runs: list[PlannedRun]) -> int:
         log = logs / f"{r.name}.log"
         print(f"{head}: {'resuming' if resume else 'training'}, log {log}", flush=True)
         start = time.monotonic()
-        with open(log, "w") as f:
-            rc = subprocess.run(
-                launcher + r.args + resume, stdout=f, stderr=subprocess.STDOUT, env=env
-            ).returncode
+        with open(log, "a" if resume else "w") as f:
+            rc, received = run_forwarding(launcher + r.args + resume, f, env)
         seconds = time.monotonic() - start
+        if rc == RunPreempted.exit_code or received:
+            # Preempted (the run saved a checkpoint and exited 75), or this sweep was told to stop: the rest of
+            # the sweep waits for the next invocation, which resumes this run.
+            tag = latest_tag(r.run_dir)
+            raise RunPreempted(
+                f"{head}: preempted{f' by {received}' if received else ''} (exit code {rc}), checkpoint "
+                f"{tag or 'none'} in {r.run_dir}; run the same command again to resume it and go on with the "
+                f"rest ({done} trained, {skipped} skipped so far)"
+            )
         if rc == 0 and (r.run_dir / "results.json").is_file():
             print(f"{head}: done in {seconds:.0f} s, {r.run_dir / 'results.json'}", flush=True)
             done += 1
