@@ -78,11 +78,30 @@ def shutdown(barrier: bool = True) -> None:
         if barrier:
             dist.barrier()
         dist.destroy_process_group()
+        _forget_deepspeed_groups()
         if barrier:  # every peer has mapped it and is done with it
             _unlink_shm_buffer(rank)
         else:
             _unlink_job_shm_buffers(world)
     gc.collect()
+
+
+def _forget_deepspeed_groups() -> None:
+    """DeepSpeed (0.19.8, deepspeed/utils/groups.py) caches the expert-parallel, expert-data-parallel and world
+    groups it made in module globals; after destroy_process_group they name groups that no longer exist, and a
+    process that starts a new group (a benchmark building several engines, the test suite) would reuse them:
+    "Group ... is not registered". Forget them with the groups they came from."""
+    import sys
+
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name, value in vars(groups).items():
+        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")):
+            if isinstance(value, dict):
+                value.clear()
+            elif value is not None and not callable(value):
+                setattr(groups, name, None)
 
 
 def shm_buffer_path(rank: int) -> Path:
