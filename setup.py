@@ -42,7 +42,13 @@ setup(
     # transformers also for the export parity tests.
     extras_require={
         "eval": ["lm-eval[hf,math]>=0.4.13,<0.5"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "transformers>=4.46", "lm-eval[hf]>=0.4.13,<0.5"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.2",
+            "transformers>=4.46",
+            "lm-eval[hf]>=0.4.13,<0.5",
+            "ruff>=0.6",
+        ],
     },
     entry_points={
         "console_scripts": [
