@@ -7,11 +7,13 @@
 The dense baseline (1.00x) is SwiGLU with ffn = top_k * d: the work of the k experts a token uses (each
 expert's ffn is d, as in the paper). Variants:
   loop          our MoEFeedForward with the per-expert loop under plain autograd (the reference)
-  grouped       our MoEFeedForward with the grouped SwiGLU kernel (ds_parrots/models/grouped_swiglu.py)
-  autoep        DeepSpeed AutoEP's layer as deepspeed.initialize builds it (autoep_size 1), DeepSpeed's own
-                expert compute (use_grouped_mm off on the CPU: its per-expert loop)
-  autoep-mm     the same with DeepSpeed's use_grouped_mm on (torch._grouped_mm, which runs on the CPU)
-  autoep-ours   AutoEP's layer with our grouped SwiGLU as its expert compute: what training runs now
+  grouped       our MoEFeedForward: a plain sort, torch._grouped_mm experts (ds_parrots/models/grouped_experts.py)
+  autoep        DeepSpeed AutoEP's layer as training runs it (autoep_size 1): its experts on torch._grouped_mm
+                (DeepSpeed's use_grouped_mm), its token permutation replaced by a plain sort
+                (ds_parrots/parallel/autoep_tokens.py, --moe.autoep-experts grouped)
+  autoep-deepspeed  AutoEP's layer as deepspeed.initialize builds it, use_grouped_mm on (--moe.autoep-experts
+                deepspeed): DeepSpeed's own token permutation
+  autoep-loop   the same with use_grouped_mm off: DeepSpeed's per-expert loop
   native        deepspeed.moe.layer.MoE (ep_size 1, dropless) as our NativeMoEFeedForward builds it, each
                 expert on its occupied capacity slots (--moe.native-experts trimmed, the default)
   native-full   the same with DeepSpeed's own Experts: every expert on all C slots (C = the busiest
@@ -39,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-Variant = Literal["loop", "grouped", "autoep", "autoep-mm", "autoep-ours", "native", "native-full"]
+Variant = Literal["loop", "grouped", "autoep", "autoep-deepspeed", "autoep-loop", "native", "native-full"]
 
 
 @dataclass
@@ -57,12 +59,12 @@ class Bench:
     variants: list[Variant] = field(
         default_factory=lambda: [
             "loop",
-            "autoep",
-            "autoep-mm",
+            "autoep-loop",
+            "autoep-deepspeed",
             "native",
             "native-full",
             "grouped",
-            "autoep-ours",
+            "autoep",
         ]
     )
     """MoE layers to time (see the list above); the dense baseline always runs."""
@@ -92,7 +94,7 @@ def _engine_layer(
     num_experts: int,
     backend: str,
     autoep_experts: str,
-    grouped_mm: bool,
+    grouped_mm: Optional[bool],
     native_experts: str = "trimmed",
 ):
     """The MoE layer that training runs: block 0's feed-forward of a one-layer model after our parallelize."""
@@ -114,9 +116,9 @@ def _engine_layer(
     )
     moe = MoEConfig(backend=backend, autoep_experts=autoep_experts, native_experts=native_experts)
     ds_config = None
-    if grouped_mm:
+    if grouped_mm is not None:
         template = json.loads(shipped_file("zero0.json").read_text())
-        template["expert_parallel"] = {"use_grouped_mm": True}
+        template["expert_parallel"] = {"use_grouped_mm": grouped_mm}
         ds_config = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(template, ds_config)
         ds_config.close()
@@ -155,7 +157,7 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
             num_experts,
             "native",
             "deepspeed",
-            False,
+            None,
             "trimmed" if variant == "native" else "deepspeed",
         )
     else:
@@ -163,8 +165,8 @@ def build(bench: Bench, num_experts: int, variant: str, dtype: torch.dtype) -> t
             bench,
             num_experts,
             "autoep",
-            "grouped" if variant == "autoep-ours" else "deepspeed",
-            variant == "autoep-mm",
+            "grouped" if variant == "autoep" else "deepspeed",
+            variant != "autoep-loop",
         )
     return layer.to(dtype)
 

@@ -30,9 +30,11 @@ class MoEConfig:
     min_capacity: int = 4
     """native only: lower bound of each expert's capacity when dropping."""
     autoep_experts: Literal["grouped", "deepspeed"] = "grouped"
-    """autoep only: who computes the experts inside DeepSpeed's AutoEP layer. grouped: our grouped SwiGLU
-    (ds_parrots/models/grouped_swiglu.py) wherever DeepSpeed would loop over experts (the CPU: no grouped GEMM
-    there), same parameters, routing and all-to-all; deepspeed: DeepSpeed's own expert compute."""
+    """autoep only: how DeepSpeed's AutoEP layer moves tokens to its experts. grouped: a plain sort of the
+    assignments where DeepSpeed has no kernel for its permutation (the CPU; ds_parrots/parallel/autoep_tokens.py),
+    and its grouped-GEMM experts made safe for any gradient layout; same parameters, routing and all-to-all.
+    deepspeed: DeepSpeed's layer as it comes. Both run torch._grouped_mm experts unless the DeepSpeed template
+    sets expert_parallel.use_grouped_mm false."""
     native_experts: Literal["trimmed", "deepspeed"] = "trimmed"
     """native only: how DeepSpeed's capacity-slotted experts run. trimmed: each expert only on the slots
     that hold tokens (ds_parrots/parallel/trimmed_experts.py; exact, since a zero slot gives zero output and

@@ -9,10 +9,10 @@ is the reference used for evaluation, export and the parity tests.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ds_parrots.models.grouped_swiglu import grouped_swiglu
+from ds_parrots.models.grouped_experts import grouped_swiglu, loop_swiglu
+from ds_parrots.models.token_permutation import from_experts, sort_by_expert, to_experts
 
 
 def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +24,8 @@ def route(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class MixtralExperts(nn.Module):
-    """E SwiGLU experts as two fused 3-D tensors (Hugging Face Mixtral layout)."""
+    """E SwiGLU experts as two fused 3-D tensors (Hugging Face Mixtral layout). impl grouped: one
+    torch._grouped_mm per projection (models/grouped_experts.py); loop: the per-expert reference."""
 
     def __init__(self, num_experts: int, d_model: int, ffn_dim: int, impl: str = "grouped"):
         super().__init__()
@@ -34,21 +35,16 @@ class MixtralExperts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(num_experts, 2 * ffn_dim, d_model))
         self.down_proj = nn.Parameter(torch.empty(num_experts, d_model, ffn_dim))
 
-    def forward(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """x [N, d] sorted by expert, counts[e] rows for expert e; returns [N, d] in the same order."""
+    def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """x [N, d] sorted by expert, counts [E] rows for each expert (adding up to N); returns [N, d] in the
+        same order."""
         if self.impl == "loop":
             return self.forward_loop(x, counts)
         return grouped_swiglu(x, counts, (self.gate_up_proj,), self.down_proj)
 
-    def forward_loop(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """The reference: one F.linear per expert under plain autograd (slow backward, see grouped_swiglu)."""
-        outs = []
-        for e, chunk in enumerate(torch.split(x, counts)):
-            if chunk.shape[0] == 0:
-                continue
-            gate, up = F.linear(chunk, self.gate_up_proj[e]).chunk(2, dim=-1)
-            outs.append(F.linear(F.silu(gate) * up, self.down_proj[e]))
-        return torch.cat(outs) if outs else x.new_zeros(x.shape)
+    def forward_loop(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The reference: one F.linear per expert under plain autograd (slow backward: see grouped_experts)."""
+        return loop_swiglu(x, counts, (self.gate_up_proj,), self.down_proj)
 
 
 class MoEFeedForward(nn.Module):
@@ -66,13 +62,13 @@ class MoEFeedForward(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         weights, experts = route(self.gate(x), self.top_k)
-        flat = experts.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=self.experts.num_experts).tolist()
-        token = order // self.top_k
-        out_sorted = self.experts(x.index_select(0, token), counts)
-        out_sorted = out_sorted * weights.reshape(-1)[order].unsqueeze(-1).to(out_sorted.dtype)
-        out = torch.zeros_like(x).index_add_(0, token, out_sorted.to(x.dtype))
+        order, inverse = sort_by_expert(experts)
+        counts = torch.bincount(experts.reshape(-1), minlength=self.experts.num_experts)
+        out_sorted = self.experts(to_experts(x, order, inverse, self.top_k), counts)
+        # The weighted sum over k in fp32, as DeepSpeed AutoEP combines; gathers only (a scatter-add would be
+        # nondeterministic on a GPU and row by row on the CPU).
+        per_slot = from_experts(out_sorted, order, inverse, self.top_k)
+        out = (per_slot * weights.unsqueeze(-1).float()).sum(dim=1).to(x.dtype)
         return out.reshape(shape)
 
 

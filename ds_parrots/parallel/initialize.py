@@ -17,6 +17,7 @@ import torch
 from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.parallel import cpu_policy
 from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
+from ds_parrots.parallel.autoep_tokens import use_plain_sort
 from ds_parrots.parallel.ds_config import build_ds_config, env_world_size, resolve_precision
 from ds_parrots.parallel.moe_backends import install_native_layers
 from ds_parrots.parallel.optimizer import SkippableAdamW, optimizer_factory, scheduler_factory
@@ -85,8 +86,8 @@ def parallelize(
         lr_scheduler=scheduler_factory(optim, train),
         config=ds_config,
     )
-    if cpu_policy.on_cpu():
-        cpu_policy.after_initialize(engine.module, model_cfg, moe)
+    if model_cfg.is_moe and moe.backend == "autoep" and moe.autoep_experts == "grouped":
+        use_plain_sort(engine.module)
     if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
         # One data-parallel rank has nothing to average, yet DeepSpeed would still copy every gradient into
         # a flat buffer, all-reduce it over a group of one and copy it back each step (~7% of a small CPU

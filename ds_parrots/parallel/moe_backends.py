@@ -1,5 +1,5 @@
-"""DeepSpeed's MoE layers in place of ours: the native layer (GShard gate, capacity) around our SwiGLU
-experts, its experts trimmed to occupied slots, and AutoEP's experts on our grouped kernel.
+"""DeepSpeed's native MoE layer in place of ours: the GShard gate and capacity around our SwiGLU experts, its
+experts trimmed to occupied slots. (AutoEP's layer: parallel/autoep_tokens.py.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from torch import nn
 from ds_parrots.checkpoints import state_dict_map
 from ds_parrots.config import ModelConfig, MoEConfig
 from ds_parrots.models.feed_forward import SwiGLU
-from ds_parrots.models.grouped_swiglu import grouped_swiglu
 from ds_parrots.models.moe import MoEFeedForward
 from ds_parrots.parallel.trimmed_experts import run_occupied
 
@@ -61,42 +60,6 @@ def _trimmed_experts_class() -> type:
             return run_occupied(self.deepspeed_experts, inputs)
 
     return TrimmedExperts
-
-
-@functools.cache
-def _grouped_swiglu_experts_class() -> type:
-    """DeepSpeed's GroupedExperts with our kernel as forward (built on first use: importing DeepSpeed is slow)."""
-    from deepspeed.moe.ep_experts import GroupedExperts
-
-    class GroupedSwiGLUExperts(GroupedExperts):
-        def forward(self, x: torch.Tensor, num_tokens_per_expert: torch.Tensor) -> torch.Tensor:
-            return grouped_swiglu(x, num_tokens_per_expert.tolist(), (self.w1, self.w3), self.w2)
-
-    return GroupedSwiGLUExperts
-
-
-def use_grouped_swiglu(model: nn.Module) -> int:
-    """Run the experts of every DeepSpeed AutoEP layer in `model` with our grouped SwiGLU where DeepSpeed
-    would run its per-expert loop (use_grouped_mm off, as on the CPU); returns how many were switched.
-
-    DeepSpeed's loop indexes its [E, ...] weights per expert under autograd, and the backward of each index
-    is a zero-filled gradient of the whole tensor: O(E^2) memory traffic (see grouped_swiglu). The swap
-    changes only the class of the experts module (a subclass whose forward calls our kernel on the same
-    w1 / w2 / w3): parameters, state-dict names, routing, permutation and all-to-all stay DeepSpeed's.
-    """
-    from deepspeed.moe.ep_experts import GroupedExperts
-
-    switched = 0
-    for module in model.modules():
-        if (
-            type(module) is GroupedExperts
-            and module.activation == "swiglu"
-            and not module.use_grouped_mm
-            and not module.use_triton_grouped_mm
-        ):
-            module.__class__ = _grouped_swiglu_experts_class()
-            switched += 1
-    return switched
 
 
 def backend_state_dict(

@@ -1,5 +1,6 @@
-"""Our experts inside DeepSpeed's MoE layers (the grouped SwiGLU inside AutoEP, the trimmed experts inside
-deepspeed.moe) train like DeepSpeed's own, on 1 and 2 ranks through the launcher."""
+"""Our paths inside DeepSpeed's MoE layers (AutoEP's plain-sort token path with grouped-GEMM experts, the
+trimmed experts inside deepspeed.moe) train like DeepSpeed's own (AutoEP: its per-expert loop), on 1 and 2
+ranks through the launcher."""
 
 import json
 
@@ -22,7 +23,8 @@ TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2
     ],
 )
 def test_our_experts_inside_deepspeeds_layers_train_like_deepspeeds(tmp_path, backend, nproc, zero, ep):
-    """autoep: our grouped SwiGLU inside AutoEP; native: the trimmed experts inside deepspeed.moe's MoE."""
+    """autoep: the plain-sort layer with grouped-GEMM experts against AutoEP's layer with its per-expert loop;
+    native: the trimmed experts inside deepspeed.moe's MoE."""
     out = tmp_path / "parity.json"
     run_dist_script(
         "moe_experts_parity.py",
@@ -31,7 +33,12 @@ def test_our_experts_inside_deepspeeds_layers_train_like_deepspeeds(tmp_path, ba
         timeout=400,
     )
     theirs_class, ours_name, ours_class, expert_weight = {
-        "autoep": ("GroupedExperts", "grouped", "GroupedSwiGLUExperts", ".experts.w1"),
+        "autoep": (
+            "AutoEPMoELayer/GroupedExperts",
+            "grouped",
+            "PlainSortAutoEPMoELayer/SafeGroupedExperts",
+            ".experts.w1",
+        ),
         "native": ("Experts", "trimmed", "TrimmedExperts", ".deepspeed_experts.0.gate_proj"),
     }[backend]
     for rank in json.loads(out.read_text()):

@@ -1,11 +1,12 @@
-"""The grouped SwiGLU kernel and the MoE layer built on it against the per-expert loop reference:
-outputs and gradients (input and every parameter), fresh random inputs, skewed and degenerate routing."""
+"""The grouped experts (torch._grouped_mm) and the MoE layer built on them against the per-expert loop
+reference: outputs and gradients (input and every parameter), fresh random inputs, skewed and degenerate
+routing, and an upstream gradient of any layout (stride 0 included)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ds_parrots.models.grouped_swiglu import grouped_swiglu
+from ds_parrots.models.grouped_experts import grouped_swiglu
 from ds_parrots.models.moe import MoEFeedForward, route
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
@@ -20,7 +21,7 @@ def assert_close(actual, expected, dtype):
 
 
 def loop_swiglu(x, counts, gate_up, down):
-    """Reference: per-expert F.linear under plain autograd; padding rows past sum(counts) give zeros."""
+    """Reference: per-expert F.linear under plain autograd."""
     w_gu = torch.cat(gate_up, dim=1)
     ffn = down.shape[-1]
     outs, start = [], 0
@@ -28,7 +29,6 @@ def loop_swiglu(x, counts, gate_up, down):
         g, u = F.linear(x[start : start + n], w_gu[e]).split(ffn, dim=-1)
         outs.append(F.linear(F.silu(g) * u, down[e]))
         start += n
-    outs.append(x.new_zeros(x.shape[0] - start, x.shape[1]))
     return torch.cat(outs)
 
 
@@ -46,18 +46,23 @@ def random_counts(gen, num_experts, rows, kind):
     ).tolist()
 
 
-def assert_kernel_matches_loop(counts, split, dtype, padding=0, seed=0):
+def assert_kernel_matches_loop(counts, split, dtype, seed=0, dy_kind="random", d=24, ffn=24):
     gen = torch.Generator().manual_seed(seed)
-    num_experts, d, ffn = len(counts), 24, 20
-    rows = sum(counts) + padding
+    num_experts = len(counts)
+    rows = sum(counts)
     x = torch.randn(rows, d, generator=gen).to(dtype).requires_grad_()
     w_gu = torch.randn(num_experts, 2 * ffn, d, generator=gen) * 0.3
     gate_up = [w.clone().to(dtype).requires_grad_() for w in (w_gu.split(ffn, dim=1) if split else [w_gu])]
     down = (torch.randn(num_experts, d, ffn, generator=gen) * 0.3).to(dtype).requires_grad_()
-    dy = torch.randn(rows, d, generator=gen).to(dtype)
+    dy = {
+        "random": lambda: torch.randn(rows, d, generator=gen).to(dtype),
+        # What out.sum().backward() sends: one value expanded over every element.
+        "stride0": lambda: torch.ones((), dtype=dtype).expand(rows, d),
+        "transposed": lambda: torch.randn(d, rows, generator=gen).to(dtype).t(),
+    }[dy_kind]()
     inputs = [x, *gate_up, down]
 
-    out = grouped_swiglu(x, counts, gate_up, down)
+    out = grouped_swiglu(x, torch.tensor(counts), gate_up, down)
     grads = torch.autograd.grad(out, inputs, dy)
     # The reference runs in fp32 from the same (rounded) values: bf16 is compared with the exact answer.
     ref_inputs = [t.detach().float().requires_grad_() for t in inputs]
@@ -86,14 +91,29 @@ def test_kernel_empty_experts_get_zero_weight_gradients():
     assert dgu[1].abs().max() > 0 and ddown[3].abs().max() > 0
 
 
-def test_kernel_alignment_padding_rows_give_zeros():
-    # AutoEP pads each expert's rows to a multiple of 8 and hands rows past sum(counts) to the experts.
-    out, (dx, *_) = assert_kernel_matches_loop([3, 0, 6], True, torch.float32, padding=5)
-    assert out[9:].abs().max() == 0 and dx[9:].abs().max() == 0
+@pytest.mark.parametrize("dy_kind", ["stride0", "transposed"])
+def test_kernel_takes_any_gradient_layout(dy_kind):
+    # torch._grouped_mm's own backward rejects a stride-0 gradient ("Invalid strides/sizes").
+    assert_kernel_matches_loop([5, 0, 9, 2], True, torch.float32, dy_kind=dy_kind)
+
+
+def test_kernel_sum_backward():
+    x = torch.randn(6, 8, requires_grad=True)
+    w = torch.randn(2, 10, 8, requires_grad=True)
+    down = torch.randn(2, 8, 5, requires_grad=True)
+    grouped_swiglu(x, torch.tensor([4, 2]), (w,), down).sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (x, w, down))
+
+
+@pytest.mark.parametrize("dtype,d,ffn", [(torch.float32, 10, 24), (torch.bfloat16, 24, 20)])
+def test_kernel_unaligned_sizes_run_the_loop(dtype, d, ffn):
+    # torch._grouped_mm needs 16-byte aligned rows: a width of 10 in fp32 or an FFN of 20 in bf16 has none.
+    assert_kernel_matches_loop([5, 0, 9, 2], True, dtype, d=d, ffn=ffn)
 
 
 def test_kernel_no_rows_at_all():
-    assert_kernel_matches_loop([0, 0, 0], False, torch.float32, padding=2)
+    out, grads = assert_kernel_matches_loop([0, 0, 0], False, torch.float32)
+    assert out.shape == (0, 24)
 
 
 def _layers(d, ffn, num_experts, top_k, seed):
@@ -152,7 +172,7 @@ def test_layer_matches_loop_all_tokens_to_one_expert(top_k):
 
 
 def test_layer_matches_loop_bf16():
-    loop, fast = _layers(16, 12, 8, 2, 5)
+    loop, fast = _layers(16, 16, 8, 2, 5)
     assert_layer_matches_loop(loop, fast, torch.randn(4, 7, 16), torch.bfloat16)
 
 
