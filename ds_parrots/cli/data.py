@@ -1,4 +1,4 @@
-"""`ds-parrots tokenizer train` and `ds-parrots prepare`."""
+"""`ds-parrots tokenizer train`, `ds-parrots prepare` and `ds-parrots data synth-corpus`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
+
+from ds_parrots.data.synthetic_corpus import KnowledgeConfig, MathConfig
 
 
 @dataclass
@@ -57,6 +59,22 @@ class PrepareArgs:
     cache_dir: Optional[Path] = None
     """Where Hugging Face datasets keeps its Arrow copy of .json / compressed inputs. None: a temporary folder
     beside the output, removed at the end (Hub datasets: the datasets cache)."""
+
+
+@dataclass(kw_only=True)
+class SynthCorpusArgs(MathConfig, KnowledgeConfig):
+    """Generate a small pre-training corpus and its evaluation sets, deterministic from --seed: biographies of
+    synthetic people (knowledge, scored closed-book in TriviaQA's schema) and GSM8k-style word problems (math,
+    a training split in the corpus and a held-out test split). Writes corpus/*.jsonl (for 'ds-parrots
+    tokenizer train' and 'ds-parrots prepare'), mixture.json (for 'ds-parrots train pretrain') and eval/ (a
+    --bench-dir for 'ds-parrots-eval --tasks triviaqa,gsm8k' and 'ds-parrots-eval gap --tasks gsm8k')."""
+
+    out: Path
+    """Folder to write (created with its parents); written under a temporary name, then renamed into place."""
+    seed: int = 0
+    """Every byte written is a function of the seed and the sizes."""
+    force: bool = False
+    """Replace a non-empty --out, if this command wrote it (it holds our manifest.json); others are refused."""
 
 
 def parse_args(cls, argv: list[str], prog: str):
@@ -135,5 +153,53 @@ def prepare_command(argv: list[str]) -> int:
     return 0
 
 
+def data_command(argv: list[str]) -> int:
+    usage = (
+        "ds-parrots data synth-corpus --out DIR [--seed S] [--people N] [--math-train N] [flags]  "
+        "('synth-corpus --help' lists the flags)"
+    )
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: {usage}")
+        return 0
+    if argv[:1] != ["synth-corpus"]:
+        got = f"unknown subcommand {argv[0]!r}" if argv else "no subcommand"
+        print(f"error: ds-parrots data: {got}; the subcommand is synth-corpus: {usage}", file=sys.stderr)
+        return 2
+    import dataclasses
+    import time
+
+    from ds_parrots.data.synthetic_corpus import write_corpus
+
+    args = parse_args(SynthCorpusArgs, argv[1:], "ds-parrots data synth-corpus")
+    knowledge, math = (
+        cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+        for cls in (KnowledgeConfig, MathConfig)
+    )
+    start = time.perf_counter()
+    written = write_corpus(args.out, args.seed, knowledge, math, force=args.force)
+    rows = {rel: f["rows"] for rel, f in written.files.items()}
+    megabytes = sum(f["bytes"] for f in written.files.values()) / 1e6
+    out = args.out
+    print(
+        f"wrote {out} in {time.perf_counter() - start:.1f} s ({megabytes:.1f} MB, seed {args.seed}): "
+        f"corpus knowledge {rows['corpus/knowledge.jsonl']} documents ({args.people} people), math "
+        f"{rows['corpus/math.jsonl']} problems; eval triviaqa {rows['eval/triviaqa/train.jsonl']} train / "
+        f"{rows['eval/triviaqa/validation.jsonl']} validation questions, gsm8k {rows['eval/gsm8k/train.jsonl']} "
+        f"train / {rows['eval/gsm8k/test.jsonl']} test problems\n"
+        "next:\n"
+        f"  ds-parrots tokenizer train --input {out}/corpus/knowledge.jsonl {out}/corpus/math.jsonl "
+        f"--vocab-size 2048 --output {out}/tok/spm\n"
+        f"  ds-parrots prepare --input {out}/corpus/knowledge.jsonl --tokenizer {out}/tok/spm.model "
+        f"--output {out}/tokens/knowledge\n"
+        f"  ds-parrots prepare --input {out}/corpus/math.jsonl --tokenizer {out}/tok/spm.model "
+        f"--output {out}/tokens/math\n"
+        f"  ds-parrots train pretrain --data.mixture {out}/mixture.json --data.data-root {out} "
+        f"--data.tokenizer {out}/tok/spm.model [model and training flags]\n"
+        f"  ds-parrots-eval RUN --tasks triviaqa,gsm8k --bench-dir {out}/eval\n"
+        f"  ds-parrots-eval gap RUN --tasks gsm8k --bench-dir {out}/eval"
+    )
+    return 0
+
+
 # Commands parsed by tyro here; train parses its own flags and presets takes one.
-DATA_COMMANDS = {"tokenizer": tokenizer_command, "prepare": prepare_command}
+DATA_COMMANDS = {"tokenizer": tokenizer_command, "prepare": prepare_command, "data": data_command}

@@ -7,6 +7,9 @@
                                                                train a sentencepiece tokenizer (tok.model)
     ds-parrots prepare --input F [F ...] --tokenizer tok.model --output data/name [--num-proc N] [flags]
                                                                tokenize text into data/name.bin / .idx
+    ds-parrots data synth-corpus --out DIR [--seed S] [--people N] [--math-train N] [flags]
+                                                               a small synthetic corpus (biographies, word
+                                                               problems) with its TriviaQA / GSM8k eval sets
 
     ds-parrots topology [--hostfile H | --slurm | --gpus-per-node G] -- <train args>
                                                                the world / expert / data-parallel sizes a launch gets

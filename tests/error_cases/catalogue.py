@@ -370,6 +370,7 @@ SECTIONS = {
     "mixture": "Mixture files (`--data.mixture`)",
     "tokens": "Token files (`.bin` / `.idx`)",
     "tokenizer": "Tokenizer files and text inputs",
+    "corpus": "Synthetic corpora (`ds-parrots data synth-corpus`)",
     "checkpoint": "Checkpoints",
     "security": "Untrusted checkpoints (pickled code)",
     "benchmark": "Benchmark files (`ds-parrots-eval --bench-dir`)",

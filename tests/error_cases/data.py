@@ -260,6 +260,52 @@ CASES = [
         ["tokenizer", "train", "--input", "{tmp}/nope.txt", "--output", "{tmp}/tok"],
         ["{tmp}/nope.txt"],
     ),
+    # --- synthetic corpora (ds-parrots data synth-corpus) --------------------------------------------
+    C(
+        "corpus-out-not-empty",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c"],
+        ["--out {tmp}/c exists and is not empty", "--force"],
+        lambda t, a: (t / "c").mkdir() or (t / "c" / "notes.txt").write_text("keep"),
+    ),
+    C(
+        "corpus-force-on-a-foreign-folder",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c", "--force"],
+        ["--out {tmp}/c is not a folder that 'ds-parrots data synth-corpus' wrote", "choose another folder"],
+        lambda t, a: (t / "c").mkdir() or (t / "c" / "notes.txt").write_text("keep"),
+    ),
+    C(
+        "corpus-out-is-a-file",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c"],
+        ["--out {tmp}/c is a file", "pass a folder"],
+        lambda t, a: (t / "c").write_text("x"),
+    ),
+    C(
+        "corpus-mentions-beyond-biographies",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c", "--mentions", "5"],
+        ["--mentions=5 with --bios-per-person=4", "lower --mentions"],
+    ),
+    C(
+        "corpus-no-people-left-to-score",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c", "--qa-train-fraction", "1"],
+        ["--qa-train-fraction=1.0", "0 to score"],
+    ),
+    C(
+        "corpus-more-people-than-names",
+        "corpus",
+        ["data", "synth-corpus", "--out", "{tmp}/c", "--people", "300000"],
+        ["--people=300000", "unique names"],
+    ),
+    C(
+        "corpus-unknown-subcommand",
+        "corpus",
+        ["data", "synth"],
+        ["'synth'", "synth-corpus"],
+    ),
     # --- benchmark files (ds-parrots-eval --bench-dir) -----------------------------------------------
     C(
         "bench-missing-field",
