@@ -3,11 +3,12 @@
     OMP_NUM_THREADS=2 python bench/bench_engine_overhead.py [--zero-stages 0 1 2 3 --steps 30]
 
 One process, fp32, CPU. Both sides start from the same weights, see the same batch, and use the same
-AdamW parameter groups and warmup/decay schedule. Bare: forward, loss, backward, clip_grad_norm_,
-optimizer.step, scheduler.step, zero_grad. Ours: `engine.train_step` through `deepspeed.initialize`
-(what training runs), once per ZeRO stage asked for. Steps alternate between the two so that machine
-noise hits both alike; prints the median ms/step of each, the ratio ours / bare, and the largest loss
-difference (the two must train the same model).
+AdamW parameter groups, AdamW kernel (torch's fused one where it has it: parallel/optimizer.adamw_kernel, as
+training picks it) and warmup/decay schedule. Bare: forward, loss, backward, clip_grad_norm_, optimizer.step,
+scheduler.step, zero_grad. Ours: `training.step.train_step` on the engine from `parallel.parallelize` (what
+training runs), once per ZeRO stage asked for. Steps alternate between the two so that machine noise hits
+both alike; prints the median ms/step of each, the ratio ours / bare, and the largest loss difference (the two
+must train the same model).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def configs(bench: Bench, stage: int):
 def bare_step_fn(bench: Bench):
     """The plain PyTorch loop, with the training run's optimizer groups, schedule and clipping."""
     from ds_parrots.models import build_model
+    from ds_parrots.parallel.optimizer import adamw_kernel
     from ds_parrots.training.optim import lr_factor, param_groups
     from ds_parrots.training.step import lm_loss
 
@@ -76,7 +78,11 @@ def bare_step_fn(bench: Bench):
     torch.manual_seed(0)
     model = build_model(model_cfg)
     opt = torch.optim.AdamW(
-        param_groups(model, optim.weight_decay), lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps
+        param_groups(model, optim.weight_decay),
+        lr=optim.lr,
+        betas=(optim.beta1, optim.beta2),
+        eps=optim.eps,
+        **adamw_kernel(model.parameters()),
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, train.steps, optim))
     params = list(model.parameters())

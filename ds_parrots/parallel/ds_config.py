@@ -25,6 +25,12 @@ def resolve_precision(train: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() else "fp32"
 
 
+def optimizer_unwrapped(train: TrainConfig) -> bool:
+    """DeepSpeed steps our torch optimizer directly (ZeRO-0 in fp32): no ZeRO or bf16 optimizer wraps it to check
+    and clip gradients, so ours does (parallel/optimizer.SkippableAdamW)."""
+    return train.zero_stage == 0 and resolve_precision(train) == "fp32"
+
+
 def micro_batch_size(train: TrainConfig, world_size: int) -> int:
     """--train.micro-batch, or when unset each rank's share of the global batch."""
     if train.micro_batch is not None:
@@ -124,6 +130,18 @@ def build_ds_config(
     cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": resolve_precision(train) == "bf16"}
     cfg.pop("fp16", None)
     cfg.setdefault("steps_per_print", 10**9)
+    if (
+        world_size == 1
+        and train.zero_stage in (1, 2)
+        and not model.is_moe
+        and resolve_precision(train) == "fp32"
+    ):
+        # One rank: ZeRO-1/2's reduce-scatter over a group of one still flattens each gradient bucket, reduces it
+        # and copies it back; its plain in-place all-reduce of the bucket is the same arithmetic (x / 1, a sum of
+        # one) with one gradient-sized copy fewer per step, and the checkpoint does not record which ran
+        # (tests/integration/parallel/test_optimizer_parity.py). DeepSpeed 0.19.8 refuses it with MoE layers
+        # (stage_1_and_2: "Reduce Scatter in ZeRO Stage 2 must be set to True for MoE"), at ZeRO 1 as at 2.
+        cfg["zero_optimization"].setdefault("reduce_scatter", False)
     if model.is_moe and moe.backend == "autoep":
         cfg["expert_parallel"] = {
             **cfg.get("expert_parallel", {}),

@@ -6,9 +6,10 @@ got one then check in on the rendezvous store (torch.distributed's TCPStore, whi
 collectives) and, after a grace period, the ranks that never checked in are the ones named in the error.
 
 Non-finite steps. DeepSpeed's ZeRO optimizers (and its bf16 optimizer) skip an update whose gradient norm is not
-finite; without ZeRO (stage 0, fp32) nothing does, so `guard_nonfinite_grads` makes our optimizer skip such an
-update the way DeepSpeed's do. The training loop then applies --train.on-nonfinite: stop, naming the step, its
-samples and the last good checkpoint, or skip the step and count it.
+finite; without ZeRO (stage 0, fp32) nothing of DeepSpeed's does, so our optimizer skips such an update the way
+DeepSpeed's do (parallel/optimizer.SkippableAdamW, from the global gradient norm it clips with). The training
+loop then applies --train.on-nonfinite: stop, naming the step, its samples and the last good checkpoint, or skip
+the step and count it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-import torch
 import torch.distributed as dist
 
 ALIVE_KEY = "ds_parrots/alive/"
@@ -75,24 +75,6 @@ def rank_loss_message(
         f"--train.collective-timeout={timeout_s:g} s: {first_line[:200]}); check that rank's log for why it "
         f"died or hung; {resume}"
     )
-
-
-def guard_nonfinite_grads(module: torch.nn.Module, optimizer) -> None:
-    """Without a ZeRO optimizer nothing checks gradients before the update: if any rank holds a non-finite
-    gradient, zero every gradient (so that clipping stays finite) and set `optimizer.overflow` on every rank
-    (engine.SkippableAdamW then skips the update, and DeepSpeed counts it as skipped)."""
-    bad = torch.zeros(1)
-    for p in module.parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            bad.fill_(1)
-            break
-    if dist.is_initialized():
-        dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # expert gradients differ between expert-parallel ranks
-    optimizer.overflow = bool(bad.item())
-    if optimizer.overflow:
-        for p in module.parameters():
-            if p.grad is not None:
-                p.grad.zero_()
 
 
 def nonfinite_message(

@@ -18,7 +18,7 @@ from ds_parrots.config import ModelConfig, MoEConfig, OptimConfig, TrainConfig
 from ds_parrots.parallel import cpu_policy
 from ds_parrots.parallel.activation_checkpointing import apply_activation_checkpointing
 from ds_parrots.parallel.autoep_tokens import use_plain_sort
-from ds_parrots.parallel.ds_config import build_ds_config, env_world_size, resolve_precision
+from ds_parrots.parallel.ds_config import build_ds_config, env_world_size, optimizer_unwrapped
 from ds_parrots.parallel.moe_backends import install_native_layers
 from ds_parrots.parallel.optimizer import SkippableAdamW, optimizer_factory, scheduler_factory
 from ds_parrots.parallel.router_capture import RouterCapture
@@ -35,8 +35,6 @@ class ParallelModel:
     """Router logits of every MoE layer (None for dense models)."""
     model_cfg: ModelConfig
     moe: MoEConfig
-    guard_grads: bool = False
-    """Check gradients for NaN / inf before each update ourselves: no ZeRO optimizer does it (ZeRO stage 0)."""
     cpu_allocator: Optional[str] = None
     """What --train.cpu-allocator keep did on a CPU run (None: not applied), for the log."""
 
@@ -79,16 +77,19 @@ def parallelize(
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
     allocator = cpu_policy.before_initialize(ds_config, train) if cpu_policy.on_cpu() else None
 
+    unwrapped = optimizer_unwrapped(train)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=param_groups(model, optim.weight_decay),
-        optimizer=optimizer_factory(model_cfg, optim, train),
+        optimizer=optimizer_factory(model, model_cfg, optim, train, unwrapped),
         lr_scheduler=scheduler_factory(optim, train),
         config=ds_config,
     )
     if model_cfg.is_moe and moe.backend == "autoep" and moe.autoep_experts == "grouped":
         use_plain_sort(engine.module)
-    if engine.dp_world_size == 1 and train.zero_stage == 0 and resolve_precision(train) == "fp32":
+    if unwrapped:
+        drop_engine_clipping(engine)
+    if engine.dp_world_size == 1 and unwrapped:
         # One data-parallel rank has nothing to average, yet DeepSpeed would still copy every gradient into
         # a flat buffer, all-reduce it over a group of one and copy it back each step (~7% of a small CPU
         # step, bench/bench_engine_overhead.py). Results are identical without it.
@@ -99,11 +100,23 @@ def parallelize(
             f"found {capture.num_layers} router layers after deepspeed.initialize, expected "
             f"{model_cfg.n_layers}: the MoE layout no longer matches ds_parrots.models.moe"
         )
-    return ParallelModel(
-        engine,
-        capture,
-        model_cfg,
-        moe,
-        guard_grads=isinstance(engine.optimizer, SkippableAdamW),
-        cpu_allocator=allocator,
-    )
+    return ParallelModel(engine, capture, model_cfg, moe, cpu_allocator=allocator)
+
+
+def drop_engine_clipping(engine) -> None:
+    """Without ZeRO, in fp32, DeepSpeed 0.19.8's engine clips before optimizer.step with
+    engine.clip_fp32_gradients (runtime.utils.clip_grad_norm_: a Python loop of one norm per parameter, the
+    all-reduce, then one multiply per parameter). Our SkippableAdamW computes that norm once, to skip a
+    non-finite update, and clips with it, so the engine's pass goes; the config keeps gradient_clipping, which
+    DeepSpeed reads nowhere else on this path."""
+    if not isinstance(engine.optimizer, SkippableAdamW):
+        raise RuntimeError(
+            f"DeepSpeed wrapped our AdamW in {type(engine.optimizer).__name__} without ZeRO in fp32: "
+            "parallel/ds_config.optimizer_unwrapped no longer matches DeepSpeed's choice of optimizer wrapper"
+        )
+    if not callable(getattr(engine, "clip_fp32_gradients", None)):
+        raise RuntimeError(
+            "this DeepSpeed's engine has no clip_fp32_gradients: its fp32 clipping moved, and ours "
+            "(parallel/optimizer.SkippableAdamW) would clip a second time; check _take_model_step"
+        )
+    engine.clip_fp32_gradients = lambda: None

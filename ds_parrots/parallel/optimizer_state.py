@@ -130,9 +130,16 @@ def _new_state(torch_opt, flat: torch.Tensor, step: torch.Tensor) -> dict:
         raise RuntimeError(
             "a flat fp32 partition is not among the optimizer's parameters: DeepSpeed's layout changed"
         )
-    state = {"step": step.clone(), **{k: torch.zeros_like(flat) for k in ADAM_MOMENTS}}
+    state = {"step": _step_for(torch_opt, step, flat), **{k: torch.zeros_like(flat) for k in ADAM_MOMENTS}}
     torch_opt.state[flat] = state
     return state
+
+
+def _step_for(torch_opt, step: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    # torch keeps a fused (or capturable) AdamW's update count on its parameter's device, else on the CPU.
+    defaults = getattr(torch_opt, "defaults", {})
+    on_device = defaults.get("fused") or defaults.get("capturable")
+    return step.to(p.device if on_device else step.device, copy=True)
 
 
 def _zero12_fragments(p, full: torch.Tensor):
@@ -178,7 +185,7 @@ def _plain(opt, value: Callable, step) -> int:
         for p in group["params"]:
             if p.requires_grad:
                 opt.state[p] = {
-                    "step": step.clone(),
+                    "step": _step_for(opt, step, p),
                     **{k: value(p, k).view_as(p).clone().to(p) for k in ADAM_MOMENTS},
                 }
                 count += 1

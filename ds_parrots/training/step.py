@@ -1,7 +1,8 @@
 """The loss and one optimizer step (gradient accumulation over micro-batches).
 
 Step metrics stay on the device: nothing here reads a tensor on the host, so a GPU's launch queue is never
-drained for bookkeeping. The Trainer reads them once per log step (and checks one flag per step).
+drained for bookkeeping. The Trainer reads them once per log step (and checks one flag per step). The optimizer
+step inside engine.step reads one flag of its own, whether the global gradient norm is finite, before it updates.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from ds_parrots.models.counting import flops_per_token
-from ds_parrots.parallel.health import guard_nonfinite_grads
 from ds_parrots.parallel.initialize import ParallelModel
 
 
@@ -42,10 +42,11 @@ class StepOutput:
     tokens: int = 0
     flops: float = 0.0
     skipped: bool = False
-    """The update was skipped for non-finite values (by DeepSpeed's optimizer or by our gradient guard)."""
+    """The update was skipped for non-finite values (by DeepSpeed's optimizer, or ours without ZeRO)."""
     lr: float = 0.0
     grad_norm: Optional[object] = None
-    """DeepSpeed's global gradient norm (a tensor or float; read it on the host only when logging)."""
+    """The global gradient norm, DeepSpeed's (ZeRO, bf16) or our AdamW's (ZeRO-0 in fp32): a tensor or float;
+    read it on the host only when logging."""
     moe: bool = False
     """The model has routers (aux_loss and z_loss mean something)."""
 
@@ -91,8 +92,6 @@ def train_step(model: ParallelModel, micro_batches) -> StepOutput:
         if model.capture is not None:
             # Activation checkpointing reruns the routers in backward; those logits belong to no step.
             model.capture.clear()
-        if model.guard_grads and engine.is_gradient_accumulation_boundary():
-            guard_nonfinite_grads(engine.module, engine.optimizer)
         engine.step()
         losses.append(loss.detach())
         sums[0] += loss.detach().double()

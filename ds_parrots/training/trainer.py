@@ -4,7 +4,8 @@ checkpoints, fault injection in tests) attach as callbacks (training/callbacks/)
 Host syncs: a step reads one flag on the host (did any rank see a non-finite loss or skip its update?), in one
 collective; everything else a step produces (losses, router losses, expert load, gradient norm) stays on the
 device until a log step, where the pending steps' metrics are reduced over ranks in one collective and read at
-once. DeepSpeed's own overflow check (ZeRO, bf16) and our ZeRO-0 gradient guard read one flag of their own.
+once. The optimizer step reads one flag of its own, the finiteness of the global gradient norm (DeepSpeed's ZeRO
+and bf16 optimizers, and ours without ZeRO): the engine decides on the host whether to count the update.
 """
 
 from __future__ import annotations

@@ -154,8 +154,9 @@ def test_a_hung_rank_stops_the_others_with_its_rank_named(tmp_path):
 
 @pytest.mark.parametrize("zero_stage", ["0", "2", "3"])
 def test_nonfinite_step_is_never_applied_and_skip_counts_it(zero_stage, tmp_path):
-    """Stage 0: our guard; stages 2 and 3: DeepSpeed's overflow check. Checkpoints every step show the weights
-    after the NaN step equal those before it, and the learning rate stays the schedule's."""
+    """Stage 0: our AdamW's check of the gradient norm; stages 2 and 3: DeepSpeed's overflow check. Checkpoints
+    every step show the weights after the NaN step equal those before it, and the learning rate stays the
+    schedule's."""
     args = [
         "phonebook",
         "--preset",

@@ -25,6 +25,29 @@ def test_ds_config_from_template_and_flags():
     assert cfg["expert_parallel"]["preset_model"] == "mixtral"
 
 
+def test_one_dense_fp32_rank_all_reduces_instead_of_reduce_scatter():
+    def zero(model, stage=2, world_size=1, precision="fp32"):
+        train = TrainConfig(
+            global_batch=8, micro_batch=8 // world_size, zero_stage=stage, precision=precision
+        )
+        return build_ds_config(model, MoEConfig(), OptimConfig(), train, world_size)["zero_optimization"]
+
+    assert zero(DENSE)["reduce_scatter"] is False
+    assert zero(DENSE, stage=1)["reduce_scatter"] is False
+    for kept in (zero(DENSE, world_size=2), zero(MOE), zero(DENSE, stage=3), zero(DENSE, precision="bf16")):
+        assert "reduce_scatter" not in kept  # DeepSpeed's default, reduce-scatter
+
+
+def test_a_templates_reduce_scatter_is_kept(tmp_path):
+    template = tmp_path / "mine.json"
+    template.write_text(json.dumps({"zero_optimization": {"stage": 2, "reduce_scatter": True}}))
+    train = TrainConfig(
+        global_batch=8, micro_batch=8, zero_stage=2, precision="fp32", ds_config=str(template)
+    )
+    cfg = build_ds_config(DENSE, MoEConfig(), OptimConfig(), train, world_size=1)
+    assert cfg["zero_optimization"]["reduce_scatter"] is True
+
+
 def test_ds_config_keeps_unknown_template_fields(tmp_path):
     template = tmp_path / "mine.json"
     template.write_text(
@@ -32,9 +55,11 @@ def test_ds_config_keeps_unknown_template_fields(tmp_path):
             {"zero_optimization": {"stage": 1, "reduce_bucket_size": 123}, "wall_clock_breakdown": True}
         )
     )
-    train = TrainConfig(global_batch=8, micro_batch=8, zero_stage=2, ds_config=str(template))
+    train = TrainConfig(
+        global_batch=8, micro_batch=8, zero_stage=2, precision="fp32", ds_config=str(template)
+    )
     cfg = build_ds_config(DENSE, MoEConfig(), OptimConfig(), train, world_size=1)
-    assert cfg["zero_optimization"] == {"stage": 2, "reduce_bucket_size": 123}
+    assert cfg["zero_optimization"] == {"stage": 2, "reduce_bucket_size": 123, "reduce_scatter": False}
     assert cfg["wall_clock_breakdown"] is True
     assert "expert_parallel" not in cfg
 

@@ -144,8 +144,9 @@ def test_history_equals_the_losses_of_the_steps(tmp_path, process_group):
 
 def test_a_step_reads_one_value_on_the_host_between_log_steps(tmp_path, process_group, monkeypatch):
     # Step metrics stay on the device: between log steps, the Trainer and the step read only the per-step
-    # flags (one .tolist() of one tensor). Not counted: our ZeRO-0 gradient guard's flag (parallel/health.py)
-    # and the expert kernel's per-layer group sizes (parallel/moe_backends.py: grouped SwiGLU splits on the host).
+    # flags (one .tolist() of one tensor), and the optimizer whether the gradient norm is finite (ZeRO-0: ours,
+    # parallel/optimizer.py). Not counted: the expert kernel's per-layer group sizes (parallel/moe_backends.py:
+    # grouped SwiGLU splits on the host).
     import sys
 
     reads = []
@@ -175,12 +176,10 @@ def test_a_step_reads_one_value_on_the_host_between_log_steps(tmp_path, process_
             current = []
         else:
             current.append(r)
-    ours = {
-        s: [r for r in rs if not r[1].endswith(("health.py", "moe_backends.py"))]
-        for s, rs in per_step.items()
-    }
-    assert ours[1] == [("tolist", "/training/trainer.py")]
-    assert ours[2] == [("tolist", "/training/trainer.py")]
+    ours = {s: [r for r in rs if not r[1].endswith("moe_backends.py")] for s, rs in per_step.items()}
+    one_step = [("__bool__", "/parallel/optimizer.py"), ("tolist", "/training/trainer.py")]
+    assert ours[1] == one_step
+    assert ours[2] == one_step
 
 
 def test_fault_injection_attaches_as_a_callback(tmp_path, process_group, monkeypatch):
