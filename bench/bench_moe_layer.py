@@ -272,4 +272,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from machine import describe  # bench/machine.py: this script's folder is on sys.path
+
+    print(f"# machine: {describe()}", flush=True)
     main()
+    print(f"# machine at the end: {describe()}")
