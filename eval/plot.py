@@ -8,7 +8,9 @@ What a file holds decides what it feeds (several kinds may be mixed on one comma
   the `results.json` of phone-book training runs (a model's capacity is then the largest book among its runs
   that passed) -> phonebook_capacity.png, against total and against active parameters;
 - shortest path: the summary of `ds-parrots reproduce shortest-path` (`"kind": "shortest_path_accuracy"`), or
-  shortest-path runs' `results.json` -> shortest_path.png, accuracy against width, one line per expert count.
+  shortest-path runs' `results.json` -> shortest_path.png, accuracy against width, one line per expert count;
+- pre-training: the summary of `ds-parrots reproduce pretrain` (`"kind": "pretrain_accuracy"`) ->
+  pretrain_knowledge.png, pretrain_math.png, pretrain_gap.png (plot_pretrain.py).
 
 The series follow the paper's figures: one line per MoE width joining its expert counts, one line joining the
 dense models. Figures are drawn on matplotlib `Figure` objects (no pyplot, no global backend state), which
@@ -224,6 +226,10 @@ def plot_files(files: list[Path], out_dir: Path) -> list[Path]:
         written.append(capacity_figure(inputs.capacities, Path(out_dir) / CAPACITY_PNG))
     if inputs.paths:
         written.append(shortest_path_figure(inputs.paths, Path(out_dir) / SHORTEST_PATH_PNG))
+    if inputs.pretrain:
+        from ds_parrots_eval.plot_pretrain import pretrain_figures
+
+        written += pretrain_figures(inputs.pretrain, inputs.pretrain_labels, Path(out_dir))
     if not written:
         raise ConfigError(f"no figure to draw: the {len(files)} file(s) hold no model (an empty summary?)")
     return written
@@ -233,7 +239,9 @@ def plot_files(files: list[Path], out_dir: Path) -> list[Path]:
 class PlotArgs:
     """Draw the paper's figures as PNG files from result JSON files: benchmarks.png (benchmark accuracy per
     category vs total parameters), phonebook_capacity.png (largest book memorized vs total and active
-    parameters), shortest_path.png (accuracy vs width per expert count). Each is drawn when some file feeds it."""
+    parameters), shortest_path.png (accuracy vs width per expert count), pretrain_{knowledge,math,gap}.png (a
+    `reproduce pretrain` summary: knowledge, math test accuracy and the train - test gap vs total parameters and
+    width). Each is drawn when some file feeds it."""
 
     files: Annotated[list[Path], tyro.conf.Positional]
     """Result files: benchmark results ("kind": "benchmarks"), summaries of `ds-parrots reproduce`

@@ -5,7 +5,7 @@ their scores or capacities.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -54,6 +54,11 @@ class Inputs:
     capacities: list[Capacity]
     paths: list[tuple[Model, float]]
     """(model, shortest-path accuracy: share of valid shortest paths)."""
+    pretrain: list[tuple[Model, dict[str, float]]] = field(default_factory=list)
+    """(model, its scores) from `ds-parrots reproduce pretrain` summaries: knowledge, math_train, math_test,
+    math_gap (those that were scored)."""
+    pretrain_labels: dict[str, str] = field(default_factory=dict)
+    """What each pre-training score measures, as the summary names it (axis labels)."""
 
 
 def _field(data, dotted: str, path: Path, what: str):
@@ -133,6 +138,14 @@ def read_inputs(files: list[Path]) -> Inputs:
                 accuracy = _field(entry, "accuracy", path, what)
                 if accuracy is not None:  # a failed run: the summary's table says so
                     inputs.paths.append((_model(entry, path, what), float(accuracy)))
+        elif kind == "pretrain_accuracy":
+            what = "the pre-training figures"
+            inputs.pretrain_labels.update(_field(data, "score_labels", path, what))
+            for entry, _ in _entries(data, "models", path, what):
+                scores = _field(entry, "scores", path, what)
+                inputs.pretrain.append(
+                    (_model(entry, path, what), {k: float(v) for k, v in scores.items() if v is not None})
+                )
         elif task == "phonebook":
             what = "the capacity figure"
             book = int(_field(data, "task_config.book_size", path, what))
@@ -147,8 +160,8 @@ def read_inputs(files: list[Path]) -> Inputs:
             )
         else:
             raise ConfigError(
-                f"{path}: missing field 'kind' (benchmarks, phonebook_capacity or "
-                "shortest_path_accuracy) or 'task' (phonebook or shortest-path); plot cannot use it"
+                f"{path}: missing field 'kind' (benchmarks, phonebook_capacity, shortest_path_accuracy or "
+                "pretrain_accuracy) or 'task' (phonebook or shortest-path); plot cannot use it"
             )
     for (model, threshold), runs in phonebook_runs.items():
         inputs.capacities.append(capacity_from_runs(model, runs, threshold))

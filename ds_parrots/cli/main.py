@@ -14,7 +14,7 @@
     ds-parrots topology [--hostfile H | --slurm | --gpus-per-node G] -- <train args>
                                                                the world / expert / data-parallel sizes a launch gets
     ds-parrots sweep <grid> [--run | --emit slurm] [flags]      expand one of the paper's grids into runs
-    ds-parrots reproduce <phonebook|shortest-path> --scale <smoke|tiny|paper> [flags]
+    ds-parrots reproduce <phonebook|shortest-path|pretrain> --scale <smoke|tiny|paper> [flags]
                                                                a whole experiment of the paper, grid to figure
 
     ds-parrots consolidate <run_dir|checkpoint> --out model.safetensors

@@ -1,4 +1,5 @@
-"""`ds-parrots reproduce`: a whole experiment of the paper, grid to figure."""
+"""`ds-parrots reproduce`: a whole experiment of the paper, grid to figure. `reproduce pretrain` has its own flags
+(cli/reproduce_pretrain.py)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,13 @@ class ReproduceArgs:
     probe's result before it picks the next book, so the probes of a phone-book reproduction cannot be submitted
     ahead as batch jobs: --emit slurm instead writes one job for EVERY (model, book) of the grid (all rungs: more
     runs than bisection needs, but all in parallel); when they have finished, rerun without --emit to collect
-    the summary and figure from their results (nothing is retrained)."""
+    the summary and figure from their results (nothing is retrained).
+
+    The pre-training experiment has its own flags: `ds-parrots reproduce pretrain --help`."""
 
     experiment: Annotated[Literal["phonebook", "shortest-path"], tyro.conf.Positional]
-    """phonebook (memorization capacity vs parameters) or shortest-path (reasoning accuracy vs width)."""
+    """phonebook (memorization capacity vs parameters) or shortest-path (reasoning accuracy vs width); pretrain
+    (knowledge and math after pre-training on a mixture) takes the flags of `reproduce pretrain --help`."""
     scale: Literal["smoke", "tiny", "paper"]
     """smoke: seconds on a CPU, checks the machinery (no claim); tiny: a miniature of the experiment on one CPU
     (phonebook ~22 minutes on 2 cores; shortest-path ~19, not yet trained long enough to show the trend);
@@ -74,8 +78,11 @@ def parse_args(argv: list[str]) -> ReproduceArgs:
 
 
 def main(argv: list[str]) -> int:
-    from ds_parrots.reproduce.probes import check_finished_runs, omp_threads, plan_runs
-    from ds_parrots.sweep.outputs import emit_slurm, write_plan
+    if argv[:1] == ["pretrain"]:
+        from ds_parrots.cli.reproduce_pretrain import main as pretrain_main
+
+        return pretrain_main(argv[1:])
+    from ds_parrots.reproduce.probes import check_finished_runs, emit_jobs, omp_threads, plan_runs
 
     args = parse_args(argv)
     exp = EXPERIMENTS[(args.experiment, args.scale)]
@@ -97,15 +104,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.emit == "slurm":
         print(_header(args, exp, epochs, runs, None))
-        write_plan(root, grid, args.num_gpus, list(runs.values()), description=exp.description)
-        emit_slurm(
-            root,
-            grid,
-            args.num_gpus,
-            args.sbatch,
-            list(runs.values()),
-            command=f"ds-parrots reproduce {args.experiment} --scale {args.scale} --emit slurm",
-        )
+        command = f"ds-parrots reproduce {args.experiment} --scale {args.scale} --emit slurm"
+        emit_jobs(root, grid, exp.description, args.num_gpus, args.sbatch, runs, command)
         print(
             f"when the jobs are done: ds-parrots reproduce {args.experiment} --scale {args.scale} "
             f"--out-dir {args.out_dir} (collects the summary and figure; trains nothing that finished)"

@@ -46,6 +46,17 @@ def plan_runs(
     return {r.name: r for r in plan(name, (), extra, gpus, ep_size, str(out_dir), grid=grid)}
 
 
+def emit_jobs(
+    root: Path, grid: str, description: str, gpus: int, sbatch: tuple[str, ...], runs: dict, command: str
+) -> None:
+    """The manifest, the DeepSpeed configs and one SLURM job per run under `root`, as the sweep writes them;
+    `command`: what wrote them, for the jobs' header."""
+    from ds_parrots.sweep.outputs import emit_slurm, write_plan
+
+    write_plan(root, grid, gpus, list(runs.values()), description=description)
+    emit_slurm(root, grid, gpus, sbatch, list(runs.values()), command=command)
+
+
 def check_finished_runs(runs: dict[str, PlannedRun]) -> None:
     """Refuse, before training anything, to reuse a finished run (results.json) whose recorded config.json is not
     the run planned now: e.g. a rerun after --epochs or a scale's steps changed would otherwise skip the probe and

@@ -326,4 +326,16 @@ CASES = [
         ["reproduce", "phonebook", "--scale", "smoke", "--epochs", "nan"],
         ["--epochs=nan", "finite number > 0"],
     ),
+    C(
+        "reproduce-pretrain-paper-flag",
+        "sweep",
+        ["reproduce", "pretrain", "--scale", "tiny", "--bench-dir", "{tmp}/bench"],
+        ["--bench-dir is for --scale paper", "generates its corpus"],
+    ),
+    C(
+        "reproduce-pretrain-no-bench-dir",
+        "sweep",
+        ["reproduce", "pretrain", "--scale", "paper"],
+        ["pass --bench-dir", "--dry-run / --emit slurm"],
+    ),
 ]
