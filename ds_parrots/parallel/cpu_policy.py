@@ -22,7 +22,7 @@ def on_cpu() -> bool:
     return get_accelerator().device_name() == "cpu"
 
 
-def before_initialize(ds_config: dict, train: TrainConfig) -> Optional[str]:
-    """Adjust the DeepSpeed config and the process for a CPU run; returns what the allocator choice did (for
-    the log), None when not applied."""
+def before_initialize(train: TrainConfig) -> Optional[str]:
+    """Adjust the process for a CPU run; returns what the allocator choice did (for the log), None when not
+    applied."""
     return keep_freed_memory() if train.cpu_allocator == "keep" else None

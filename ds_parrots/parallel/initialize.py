@@ -75,7 +75,7 @@ def parallelize(
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
     ds_config = build_ds_config(model_cfg, moe, optim, train, env_world_size())
-    allocator = cpu_policy.before_initialize(ds_config, train) if cpu_policy.on_cpu() else None
+    allocator = cpu_policy.before_initialize(train) if cpu_policy.on_cpu() else None
 
     unwrapped = optimizer_unwrapped(train)
     engine, _, _, _ = deepspeed.initialize(
